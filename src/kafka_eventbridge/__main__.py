@@ -1,0 +1,3 @@
+from kafka_eventbridge.cli import main
+
+main()

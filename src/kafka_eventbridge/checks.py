@@ -1,0 +1,111 @@
+"""``kafka-eventbridge check``: is this configuration usable, before it runs for real?
+
+Each check prints one line, ``ok``, ``warn`` or ``FAIL``, and says what it looked at.
+Nothing is consumed, committed or published. Secrets are masked in the settings dump.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import boto3
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from kafka_eventbridge.consumer import consumer_config
+from kafka_eventbridge.errors import ConfigError
+from kafka_eventbridge.mapping import load_routes
+from kafka_eventbridge.publisher import make_client
+from kafka_eventbridge.settings import Settings
+
+Result = tuple[str, str]  # (status, detail)
+
+
+def check_mapping(settings: Settings) -> Result:
+    try:
+        routes = load_routes(settings.mapping, settings.eventbridge.api, settings.kafka.topics)
+    except ConfigError as exc:
+        return "FAIL", "; ".join(exc.problems)
+    return "ok", f"{len(routes)} route(s) compiled"
+
+
+def check_kafka(settings: Settings) -> list[tuple[str, Result]]:
+    config = consumer_config(settings.kafka, settings.kafka_properties.values)
+    admin_config = {
+        k: v
+        for k, v in config.items()
+        if not k.startswith(("group.", "enable.", "auto.", "partition.", "queued.", "fetch."))
+    }
+    try:
+        metadata = AdminClient(admin_config).list_topics(timeout=10)
+    except KafkaException as exc:
+        return [("kafka brokers", ("FAIL", f"{settings.kafka.bootstrap_servers}: {exc}"))]
+    results = [("kafka brokers", ("ok", f"{len(metadata.brokers)} broker(s) answered"))]
+    existing = set(metadata.topics)
+    for pattern in settings.kafka.topics:
+        if pattern.startswith("^"):
+            matched = [t for t in existing if re.fullmatch(pattern, t)]
+            status = "ok" if matched else "warn"
+            results.append((f"topics {pattern}", (status, f"{len(matched)} topic(s) match")))
+        else:
+            found = pattern in existing
+            results.append(
+                (
+                    f"topic {pattern}",
+                    ("ok" if found else "warn", "exists" if found else "not found"),
+                )
+            )
+    dlq = settings.dlq_topic
+    results.append(
+        (
+            f"dead-letter topic {dlq}",
+            ("ok", "exists") if dlq in existing else ("FAIL", "not found: create it"),
+        )
+    )
+    return results
+
+
+def check_eventbridge(settings: Settings) -> list[tuple[str, Result]]:
+    client = make_client(settings.eventbridge, 1)
+    endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", ""))
+    results: list[tuple[str, Result]] = []
+    credentials = boto3.session.Session().get_credentials()
+    results.append(
+        (
+            "aws credentials",
+            ("ok", f"found ({credentials.method})") if credentials else ("FAIL", "none found"),
+        )
+    )
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=5):
+            pass
+        results.append(("eventbridge endpoint", ("ok", f"{endpoint} reachable")))
+    except OSError as exc:
+        results.append(("eventbridge endpoint", ("FAIL", f"{endpoint}: {exc}")))
+    return results
+
+
+def run_checks(settings: Settings, out: TextIO) -> bool:
+    """Print the report; True when nothing failed."""
+    print("settings:", file=out)
+    for name, value in sorted(settings.redacted().items()):
+        print(f"  {name}={value}", file=out)
+    rows: list[tuple[str, Result]] = [("mapping", check_mapping(settings))]
+    probes: list[Callable[[Settings], list[tuple[str, Result]]]] = [check_kafka, check_eventbridge]
+    for probe in probes:
+        try:
+            rows.extend(probe(settings))
+        except ConfigError as exc:
+            rows.append((probe.__name__.removeprefix("check_"), ("FAIL", "; ".join(exc.problems))))
+    print("checks:", file=out)
+    for name, (status, detail) in rows:
+        print(f"  {status:<4} {name}: {detail}", file=out)
+    failed = sum(status == "FAIL" for _, (status, _) in rows)
+    print("result:", "usable" if not failed else f"{failed} check(s) failed", file=out)
+    return not failed

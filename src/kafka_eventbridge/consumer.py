@@ -1,0 +1,195 @@
+"""The Kafka side: a confluent-kafka consumer set up for at-least-once.
+
+Offsets are never committed or stored automatically: the bridge commits the contiguous
+watermark of resolved records itself. Rebalances default to cooperative-sticky, so a
+rebalance only takes away the partitions that move. Rebalance events are handed to a
+:class:`RebalanceListener` (the pipeline), called from inside :meth:`Consumer.consume`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from kafka_eventbridge.errors import ConfigError, FatalError
+from kafka_eventbridge.offsets import PartitionId
+from kafka_eventbridge.settings import KafkaSettings, property_variable
+
+log = logging.getLogger(__name__)
+
+CONSUMER_DEFAULTS = {
+    "partition.assignment.strategy": "cooperative-sticky",
+    "auto.offset.reset": "earliest",
+    # Bound what librdkafka prefetches, so memory does not grow with the backlog.
+    "queued.max.messages.kbytes": "16384",
+    "fetch.max.bytes": "16777216",
+}
+# Properties the bridge owns: changing them would break at-least-once.
+FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
+
+# Errors that no amount of waiting fixes: stop and let Kubernetes restart with backoff.
+FATAL_CODES = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError._SSL,
+}
+
+
+class RebalanceListener(Protocol):
+    def partitions_assigned(self, partitions: list[PartitionId]) -> None: ...
+    def partitions_revoked(self, partitions: list[PartitionId]) -> None: ...
+    def partitions_lost(self, partitions: list[PartitionId]) -> None: ...
+
+
+def consumer_config(kafka: KafkaSettings, properties: Mapping[str, str]) -> dict[str, Any]:
+    """The librdkafka configuration: our defaults, then the user's, then what we must own."""
+    problems = [
+        f"{property_variable(name)}: the bridge commits offsets itself; this must stay false"
+        for name in FORCED
+        if properties.get(name, "false").lower() != "false"
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return {
+        **CONSUMER_DEFAULTS,
+        **properties,
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": kafka.group_id,
+        **FORCED,
+    }
+
+
+def _tps(partitions: Iterable[TopicPartition]) -> list[PartitionId]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+class KafkaConsumer:
+    """The subscription, pause/resume, commits and lag, on top of confluent-kafka."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topics: list[str],
+        listener: RebalanceListener,
+        on_commit: Callable[[bool], None],
+    ) -> None:
+        self.topics = topics
+        self.listener = listener
+        self.on_commit = on_commit
+        self.fatal: FatalError | None = None
+        self.assignment: set[PartitionId] = set()
+        try:
+            self._consumer = Consumer(
+                {
+                    **config,
+                    "on_commit": self._committed,
+                    "error_cb": self._on_error,
+                    "logger": logging.getLogger("kafka_eventbridge.librdkafka"),
+                }
+            )
+        except KafkaException as exc:
+            raise ConfigError([f"BRIDGE_KAFKA_*: {exc.args[0].str()}"]) from None
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            self.topics,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self.assignment.update(tps)
+        self.listener.partitions_assigned(tps)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self.listener.partitions_revoked(tps)
+        self.assignment.difference_update(tps)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self.listener.partitions_lost(tps)
+        self.assignment.difference_update(tps)
+
+    def _committed(self, err: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            log.warning("offset commit failed: %s", err.str())
+        self.on_commit(err is None or err.code() == KafkaError._NO_OFFSET)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() in FATAL_CODES:
+            self._fail(err)
+        else:
+            log.warning("kafka: %s", err.str())
+
+    def _fail(self, err: KafkaError) -> None:
+        if self.fatal is None:
+            self.fatal = FatalError(err.name(), f"kafka: {err.str()}")
+
+    def consume(self, count: int, timeout: float) -> list[Message]:
+        messages: list[Message] = self._consumer.consume(count, timeout)
+        return messages
+
+    def message_error(self, err: KafkaError) -> None:
+        """An error delivered in place of a message."""
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal() or err.code() in FATAL_CODES:
+            self._fail(err)
+        else:
+            log.warning("kafka: %s", err.str())
+
+    def pause(self, partitions: Iterable[PartitionId]) -> None:
+        chosen = [TopicPartition(t, p) for t, p in partitions]
+        if chosen:
+            self._consumer.pause(chosen)
+
+    def resume(self, partitions: Iterable[PartitionId]) -> None:
+        chosen = [TopicPartition(t, p) for t, p in partitions]
+        if chosen:
+            self._consumer.resume(chosen)
+
+    def commit(self, offsets: Mapping[PartitionId, int], *, wait: bool) -> bool:
+        """Commit offsets (the next offset to read, per partition); True on success."""
+        if not offsets:
+            return True
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if not wait:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+            return True
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("synchronous offset commit failed: %s", exc)
+            self.on_commit(False)
+            return False
+        self.on_commit(True)
+        return True
+
+    def lag(self, tp: PartitionId, position: int | None) -> int | None:
+        """Records after ``position``, from the high watermark of the latest fetch.
+
+        The cached high watermark comes with every fetch response, so this costs no
+        broker round trip (and does not depend on ListOffsets).
+        """
+        try:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+        except KafkaException:
+            return None
+        if high < 0:
+            return None
+        if position is None:
+            (current,) = self._consumer.position([TopicPartition(*tp)])
+            position = current.offset if current.offset >= 0 else None
+        return None if position is None else max(high - position, 0)
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,151 @@
+"""Dead letters: records that cannot be delivered, written to a Kafka topic.
+
+A dead letter keeps the original key, value and headers byte for byte and adds the
+``bridge.*`` headers that say what went wrong and where the record came from. The producer
+is idempotent with ``acks=all``; a record counts as resolved only once its delivery report
+says the topic has it. A topic that cannot be written is fatal: dead letters that cannot
+be stored must stop the bridge, not be dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from kafka_eventbridge.errors import FatalError, RecordError
+from kafka_eventbridge.records import Headers, SourceRecord
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_HEADER = 1000  # characters of bridge.error.message kept
+
+# Properties the dead-letter producer always uses, whatever BRIDGE_KAFKA_* says.
+PRODUCER_DEFAULTS = {
+    "enable.idempotence": "true",
+    "acks": "all",
+    "linger.ms": "5",
+    "compression.type": "lz4",
+}
+
+# Consumer-only properties the producer would warn about at every start.
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+    "enable.auto",
+    "auto.commit",
+    "max.poll.interval.ms",
+    "fetch.",
+    "queued.",
+    "isolation.level",
+    "check.crcs",
+    "allow.auto.create.topics",
+    "client.rack",
+)
+
+
+def producer_config(kafka: Mapping[str, str]) -> dict[str, str]:
+    """The dead-letter producer's librdkafka config from the shared Kafka properties."""
+    config = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
+    config.update(PRODUCER_DEFAULTS)
+    return config
+
+
+def dead_letter_headers(record: SourceRecord, error: RecordError, attempts: int) -> Headers:
+    """The original headers followed by the seven ``bridge.*`` headers."""
+    added = {
+        "bridge.error.code": error.code,
+        "bridge.error.message": error.message[:MAX_MESSAGE_HEADER],
+        "bridge.error.stage": str(error.stage),
+        "bridge.source.topic": record.topic,
+        "bridge.source.partition": str(record.partition),
+        "bridge.source.offset": str(record.offset),
+        "bridge.attempts": str(attempts),
+    }
+    return [*record.headers, *((name, value.encode()) for name, value in added.items())]
+
+
+Delivered = Callable[[SourceRecord, Any], None]
+
+
+class DeadLetterProducer:
+    """Produces dead letters and reports each one back once the topic acknowledged it."""
+
+    def __init__(self, config: Mapping[str, str], topic: str, on_delivered: Delivered) -> None:
+        self.topic = topic
+        self.on_delivered = on_delivered
+        self.pending = 0
+        self.fatal: FatalError | None = None
+        self._producer = Producer(
+            {
+                **config,
+                "error_cb": self._on_error,
+                "logger": logging.getLogger("kafka_eventbridge.librdkafka"),
+            }
+        )
+
+    def check_topic(self, timeout: float = 10.0) -> None:
+        """Fail at start when the dead-letter topic does not exist (or cannot be seen)."""
+        try:
+            metadata = self._producer.list_topics(self.topic, timeout=timeout)
+        except KafkaException as exc:
+            raise FatalError("DeadLetterTopicUnavailable", f"cannot read metadata: {exc}") from None
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            reason = topic.error.str() if topic is not None and topic.error else "not found"
+            raise FatalError(
+                "DeadLetterTopicUnavailable",
+                f"dead-letter topic {self.topic!r} is not usable ({reason}); create it or set "
+                "BRIDGE_DLQ_TOPIC",
+            )
+
+    def send(self, record: SourceRecord, error: RecordError, attempts: int, token: Any) -> None:
+        """Produce one dead letter; ``token`` comes back through ``on_delivered``."""
+
+        def report(err: KafkaError | None, _msg: object) -> None:
+            self.pending -= 1
+            if err is not None:
+                self._fail(err)
+            else:
+                self.on_delivered(record, token)
+
+        headers = dead_letter_headers(record, error, attempts)
+        self.pending += 1
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    record.value,
+                    record.key,
+                    headers=cast(list[tuple[str, str | bytes | None]], headers),
+                    on_delivery=report,
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+
+    def _fail(self, err: KafkaError) -> None:
+        if self.fatal is None:
+            self.fatal = FatalError(
+                "DeadLetterWriteFailed",
+                f"cannot write to dead-letter topic {self.topic!r}: {err.str()}",
+            )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fail(err)
+        else:
+            log.warning("dead-letter producer: %s", err.str())
+
+    def poll(self) -> None:
+        """Serve delivery reports (their callbacks run here, on the caller's thread)."""
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))

@@ -1,0 +1,472 @@
+"""Mapping: from a Kafka record to an EventBridge entry, through JMESPath routes.
+
+A mapping is an ordered list of routes. The first route whose ``topics`` (names, or
+regexes starting with ``^``) and optional ``when`` match a record maps it. Every entry
+field is a JMESPath expression over the record envelope (see :mod:`records`), compiled
+once at start so a typo is reported before anything is consumed.
+
+Everything here is pure: no I/O, no clock. Failures for one record raise
+:class:`RecordError` with stage ``decode``, ``map`` or ``validate``; problems with the
+mapping itself raise :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import orjson
+import yaml
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kafka_eventbridge.errors import ConfigError, RecordError, Stage
+from kafka_eventbridge.records import SourceRecord, decode_value, envelope
+from kafka_eventbridge.settings import Api, MappingSettings, Tombstones, ValueFormat
+
+PARTNER_SOURCE = re.compile(r"aws\.partner(/[.\-_A-Za-z0-9]+){2,}")
+MAX_SOURCE = 256
+MAX_DETAIL_TYPE = 128
+MAX_RESOURCE = 2048
+TIME_OVERHEAD = 14  # bytes the service counts for an entry that sets Time
+DEFAULT_EVENTS_SOURCE = "'kafka-eventbridge'"
+DEFAULTS = {"detail_type": "topic", "detail": "value", "time": "timestamp"}
+_EVENTS_ONLY = ("event_bus", "trace_header")
+
+
+class RouteSpec(BaseModel):
+    """One route as written in the mapping file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topics: list[str] = Field(min_length=1)
+    when: str | None = None
+    filter: str | None = None
+    source: str | None = None
+    detail_type: str | None = None
+    detail: str | None = None
+    resources: str | None = None
+    time: str | None = None
+    event_bus: str | None = None
+    trace_header: str | None = None
+
+
+class MappingFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[RouteSpec] = Field(min_length=1)
+
+
+@dataclass(slots=True)
+class Entry:
+    """An EventBridge entry ready to send, with its size as the service counts it."""
+
+    source: str
+    detail_type: str
+    detail: str
+    resources: list[str] | None
+    time: datetime | None
+    event_bus: str | None
+    trace_header: str | None
+    size: int
+
+    def request(self) -> dict[str, Any]:
+        """The entry in the shape of boto3's ``Entries`` parameter."""
+        item: dict[str, Any] = {
+            "Source": self.source,
+            "DetailType": self.detail_type,
+            "Detail": self.detail,
+        }
+        if self.resources:
+            item["Resources"] = self.resources
+        if self.time is not None:
+            item["Time"] = self.time
+        if self.event_bus is not None:
+            item["EventBusName"] = self.event_bus
+        if self.trace_header is not None:
+            item["TraceHeader"] = self.trace_header
+        return item
+
+
+def entry_size(
+    source: str, detail_type: str, detail: str, resources: Iterable[str], has_time: bool
+) -> int:
+    """The entry size by the service's formula: Time's 14 bytes plus the UTF-8 strings."""
+    size = TIME_OVERHEAD if has_time else 0
+    size += len(source.encode()) + len(detail_type.encode()) + len(detail.encode())
+    return size + sum(len(r.encode()) for r in resources)
+
+
+class TopicMatcher:
+    """Topic names and ``^regex`` patterns."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.names = {p for p in patterns if not p.startswith("^")}
+        self.regexes = [re.compile(p) for p in patterns if p.startswith("^")]
+
+    def matches(self, topic: str) -> bool:
+        return topic in self.names or any(r.fullmatch(topic) for r in self.regexes)
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled JMESPath expression that remembers its text for error messages."""
+
+    field: str
+    text: str
+    compiled: ParsedResult
+
+    def search(self, data: dict[str, Any]) -> Any:
+        try:
+            return self.compiled.search(data)
+        except JMESPathError as exc:
+            raise RecordError(Stage.MAP, "ExpressionFailed", f"{self.field}: {exc}") from None
+
+    @property
+    def literal(self) -> tuple[bool, Any]:
+        """(True, value) when the expression is a constant."""
+        parsed = self.compiled.parsed
+        return (parsed["type"] == "literal", parsed.get("value"))
+
+
+@dataclass
+class Route:
+    index: int
+    label: str
+    topics: TopicMatcher
+    fields: dict[str, Expression]
+    when: Expression | None = None
+    filter: Expression | None = None
+    detail_is_value: bool = field(default=False)
+
+    def applies(self, env: dict[str, Any]) -> bool:
+        return self.when is None or _truthy(self.when.search(env))
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath's notion of truth: false, null and empty strings, lists and objects are false."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, str | list | dict) and not value)
+
+
+def _compile(route_label: str, name: str, text: str) -> Expression:
+    try:
+        return Expression(name, text, jmespath.compile(text))
+    except JMESPathError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError([f"{route_label}: field {name}: {detail}"]) from None
+
+
+def compile_route(index: int, spec: RouteSpec, api: Api, label: str | None = None) -> Route:
+    """Compile one route, filling in the defaults of DESIGN.md."""
+    label = label or f"route {index + 1} (topics {', '.join(spec.topics)})"
+    problems = []
+    try:
+        matcher = TopicMatcher(spec.topics)
+    except re.error as exc:
+        raise ConfigError([f"{label}: topics: invalid regex: {exc}"]) from None
+    texts = {**DEFAULTS, **spec.model_dump(exclude_none=True, exclude={"topics", "when", "filter"})}
+    if "source" not in texts:
+        if api is Api.PARTNER:
+            problems.append(f"{label}: source is required for PutPartnerEvents (api=partner)")
+        texts["source"] = DEFAULT_EVENTS_SOURCE
+    if api is Api.PARTNER:
+        problems.extend(
+            f"{label}: {name} is for api=events only" for name in _EVENTS_ONLY if name in texts
+        )
+    fields: dict[str, Expression] = {}
+    for name, text in texts.items():
+        try:
+            fields[name] = _compile(label, name, text)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    when = filt = None
+    try:
+        when = _compile(label, "when", spec.when) if spec.when else None
+        filt = _compile(label, "filter", spec.filter) if spec.filter else None
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    route = Route(index, label, matcher, fields, when, filt, texts["detail"].strip() == "value")
+    problems.extend(_check_constants(route, api))
+    if problems:
+        raise ConfigError(problems)
+    return route
+
+
+def _check_constants(route: Route, api: Api) -> list[str]:
+    """A constant source or detail type is checked now, not once per record."""
+    problems = []
+    is_literal, value = route.fields["source"].literal
+    if is_literal:
+        try:
+            check_source(value, api)
+        except RecordError as exc:
+            problems.append(f"{route.label}: source: {exc.message}")
+    is_literal, value = route.fields["detail_type"].literal
+    if is_literal:
+        try:
+            check_detail_type(value)
+        except RecordError as exc:
+            problems.append(f"{route.label}: detail_type: {exc.message}")
+    return problems
+
+
+def check_source(value: Any, api: Api) -> str:
+    if not isinstance(value, str) or not value:
+        raise RecordError(
+            Stage.MAP, "InvalidSource", f"source must be a non-empty string, got {_kind(value)}"
+        )
+    if len(value) > MAX_SOURCE:
+        raise RecordError(
+            Stage.VALIDATE,
+            "SourceTooLong",
+            f"source is {len(value)} characters, limit {MAX_SOURCE}",
+        )
+    if api is Api.PARTNER and not PARTNER_SOURCE.fullmatch(value):
+        raise RecordError(
+            Stage.VALIDATE,
+            "InvalidSource",
+            f"source {value!r} is not a partner event source name (aws.partner/<domain>/<name>)",
+        )
+    return value
+
+
+def check_detail_type(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise RecordError(
+            Stage.MAP,
+            "InvalidDetailType",
+            f"detail_type must be a non-empty string, got {_kind(value)}",
+        )
+    if len(value) > MAX_DETAIL_TYPE:
+        raise RecordError(
+            Stage.VALIDATE,
+            "DetailTypeTooLong",
+            f"detail_type is {len(value)} characters, limit {MAX_DETAIL_TYPE}",
+        )
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number"
+    )
+
+
+def to_resources(value: Any) -> list[str] | None:
+    """A list of strings; nulls (a missing field in ``[value.arn]``) are dropped."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RecordError(
+            Stage.MAP,
+            "InvalidResources",
+            f"resources must be a list of strings, got {_kind(value)}",
+        )
+    resources = [item for item in value if item is not None]
+    for item in resources:
+        if not isinstance(item, str):
+            raise RecordError(
+                Stage.MAP, "InvalidResources", f"resources must be strings, got {_kind(item)}"
+            )
+        if len(item) > MAX_RESOURCE:
+            raise RecordError(
+                Stage.VALIDATE,
+                "ResourceTooLong",
+                f"a resource is {len(item)} characters, limit {MAX_RESOURCE}",
+            )
+    return resources or None
+
+
+def to_time(value: Any) -> datetime | None:
+    """Epoch milliseconds (number) or RFC 3339 (string) to a UTC datetime, ms precision."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, int | float):
+            ms = int(value)
+            return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise RecordError(
+            Stage.MAP, "InvalidTime", f"time {value!r} is not epoch milliseconds or RFC 3339"
+        ) from None
+    except TypeError:
+        pass
+    raise RecordError(
+        Stage.MAP,
+        "InvalidTime",
+        f"time must be epoch milliseconds or an RFC 3339 string, got {_kind(value)}",
+    )
+
+
+def to_detail(value: Any) -> str:
+    if not isinstance(value, dict):
+        raise RecordError(
+            Stage.VALIDATE, "DetailNotObject", f"detail must be a JSON object, got {_kind(value)}"
+        )
+    return orjson.dumps(value).decode()
+
+
+def _optional_string(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise RecordError(
+        Stage.MAP,
+        f"Invalid{name.title().replace('_', '')}",
+        f"{name} must be a string, got {_kind(value)}",
+    )
+
+
+class Mapper:
+    """Maps records to entries: decode, route, filter, build, validate."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        api: Api,
+        max_bytes: int,
+        value_format: ValueFormat = ValueFormat.JSON,
+        tombstones: Tombstones = Tombstones.SKIP,
+        event_bus: str | None = None,
+    ) -> None:
+        self.routes = list(routes)
+        self.api = api
+        self.max_bytes = max_bytes
+        self.value_format = value_format
+        self.tombstones = tombstones
+        self.event_bus = event_bus if api is Api.EVENTS else None
+        self._by_topic: dict[str, list[Route]] = {}
+
+    def routes_for(self, topic: str) -> list[Route]:
+        routes = self._by_topic.get(topic)
+        if routes is None:
+            routes = [r for r in self.routes if r.topics.matches(topic)]
+            self._by_topic[topic] = routes
+        return routes
+
+    def map(self, record: SourceRecord) -> Entry | None:
+        """The entry for a record, or None when it is skipped on purpose (filter, tombstone)."""
+        if record.value is None:
+            if self.tombstones is Tombstones.SKIP:
+                return None
+            if self.tombstones is Tombstones.DEAD_LETTER:
+                raise RecordError(Stage.DECODE, "Tombstone", "value is null (tombstone)")
+            value = None
+        else:
+            value = decode_value(record.value, self.value_format)
+        env = envelope(record, value)
+        route = self._select(env, record.topic)
+        if route.filter is not None and not _truthy(route.filter.search(env)):
+            return None
+        return self._build(route, env, record)
+
+    def _select(self, env: dict[str, Any], topic: str) -> Route:
+        for route in self.routes_for(topic):
+            if route.applies(env):
+                return route
+        raise RecordError(Stage.MAP, "NoRoute", f"no route matches topic {topic!r}")
+
+    def _build(self, route: Route, env: dict[str, Any], record: SourceRecord) -> Entry:
+        fields = route.fields
+        source = check_source(fields["source"].search(env), self.api)
+        detail_type = check_detail_type(fields["detail_type"].search(env))
+        detail = self._detail(route, env, record)
+        resources = to_resources(fields["resources"].search(env)) if "resources" in fields else None
+        time = to_time(fields["time"].search(env))
+        bus = (
+            _optional_string(fields["event_bus"].search(env), "event_bus")
+            if "event_bus" in fields
+            else self.event_bus
+        )
+        trace = (
+            _optional_string(fields["trace_header"].search(env), "trace_header")
+            if "trace_header" in fields
+            else None
+        )
+        size = entry_size(source, detail_type, detail, resources or (), time is not None)
+        if size > self.max_bytes:
+            raise RecordError(
+                Stage.VALIDATE,
+                "EntryTooLarge",
+                f"entry is {size} bytes, limit {self.max_bytes} (BRIDGE_EVENTBRIDGE_*_MAX_BYTES)",
+            )
+        return Entry(source, detail_type, detail, resources, time, bus, trace, size)
+
+    def _detail(self, route: Route, env: dict[str, Any], record: SourceRecord) -> str:
+        if (
+            route.detail_is_value
+            and self.value_format is ValueFormat.JSON
+            and record.value is not None
+            and isinstance(env["value"], dict)
+        ):
+            # The value already is the JSON text of the object: send it as it came instead
+            # of decoding and encoding it again (the hot path of a plain bridge).
+            return record.value.decode()
+        return to_detail(route.fields["detail"].search(env))
+
+
+def load_routes(settings: MappingSettings, api: Api, topics: Sequence[str]) -> list[Route]:
+    """The routes of ``BRIDGE_MAPPING_FILE``, or the one route of the ``BRIDGE_MAP_*`` shortcut."""
+    if settings.mapping_file is not None:
+        specs = read_mapping_file(settings.mapping_file)
+        routes = _compile_all(specs, api)
+    else:
+        spec = RouteSpec(topics=["^.*"], **settings.shortcut())
+        routes = [compile_route(0, spec, api, label="BRIDGE_MAP_*")]
+    uncovered = [
+        t for t in topics if not t.startswith("^") and not any(r.topics.matches(t) for r in routes)
+    ]
+    if uncovered:
+        raise ConfigError(
+            [f"BRIDGE_MAPPING_FILE: no route for subscribed topic {t!r}" for t in uncovered]
+        )
+    return routes
+
+
+def _compile_all(specs: Sequence[RouteSpec], api: Api) -> list[Route]:
+    routes, problems = [], []
+    for index, spec in enumerate(specs):
+        try:
+            routes.append(compile_route(index, spec, api))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return routes
+
+
+def read_mapping_file(path: Path) -> list[RouteSpec]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"BRIDGE_MAPPING_FILE: cannot read {path}: {exc}"]) from None
+    try:
+        return MappingFile.model_validate(document).routes
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"BRIDGE_MAPPING_FILE: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        ) from None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``routes.0.source`` as a person counts: ``routes[1].source``."""
+    parts = [f"[{p + 1}]" if isinstance(p, int) else f".{p}" for p in loc]
+    return "".join(parts).lstrip(".") or "document"

@@ -1,0 +1,124 @@
+"""Offset tracking: the contiguous watermark of resolved records, per partition.
+
+Batches complete out of order, but a partition's offset N+1 may only be committed once
+every record at or below N is resolved (delivered, filtered, or acknowledged by the
+dead-letter topic). Each partition keeps its unresolved offsets in consume order; the
+watermark is the oldest unresolved offset, or one past the last offset seen.
+
+Each assignment of a partition gets a new *epoch*. Work that was in flight when a
+partition was revoked carries the old epoch and is ignored when it completes, so a late
+result can never move the watermark of a later assignment.
+
+Pure bookkeeping: no Kafka calls here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+PartitionId = tuple[str, int]
+
+
+@dataclass
+class _Partition:
+    epoch: int
+    pending: deque[int] = field(default_factory=deque)  # unresolved or not yet popped, ascending
+    resolved: set[int] = field(default_factory=set)
+    sizes: dict[int, int] = field(default_factory=dict)
+    next_offset: int | None = None  # one past the last offset seen
+    committed: int | None = None  # the last offset committed (the next one to read)
+
+    def watermark(self) -> int | None:
+        return self.pending[0] if self.pending else self.next_offset
+
+
+class OffsetTracker:
+    """Unresolved records per partition, the buffer totals, and what to commit."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[PartitionId, _Partition] = {}
+        self._epochs = 0
+        self.buffered_records = 0
+        self.buffered_bytes = 0
+
+    def assign(self, partitions: Iterable[PartitionId]) -> None:
+        for tp in partitions:
+            self._epochs += 1
+            self._partitions[tp] = _Partition(epoch=self._epochs)
+
+    def forget(self, partitions: Iterable[PartitionId]) -> None:
+        """Drop revoked partitions; their unresolved records will be redelivered elsewhere."""
+        for tp in partitions:
+            state = self._partitions.pop(tp, None)
+            if state is not None:
+                self.buffered_records -= len(state.sizes)
+                self.buffered_bytes -= sum(state.sizes.values())
+
+    def epoch(self, tp: PartitionId) -> int | None:
+        state = self._partitions.get(tp)
+        return None if state is None else state.epoch
+
+    def add(self, tp: PartitionId, offset: int, size: int) -> int | None:
+        """Track a consumed record; returns the epoch it belongs to (None if not assigned)."""
+        state = self._partitions.get(tp)
+        if state is None:
+            return None
+        if state.next_offset is not None and offset < state.next_offset:
+            # A rewind (seek, or a redelivery after a reset): restart tracking from here.
+            self.forget([tp])
+            self._partitions[tp] = state = _Partition(epoch=state.epoch, committed=state.committed)
+        state.pending.append(offset)
+        state.sizes[offset] = size
+        state.next_offset = offset + 1
+        self.buffered_records += 1
+        self.buffered_bytes += size
+        return state.epoch
+
+    def resolve(self, tp: PartitionId, offset: int, epoch: int) -> bool:
+        """Mark a record resolved; False when it belongs to a revoked assignment."""
+        state = self._partitions.get(tp)
+        if state is None or state.epoch != epoch or offset not in state.sizes:
+            return False
+        self.buffered_records -= 1
+        self.buffered_bytes -= state.sizes.pop(offset)
+        state.resolved.add(offset)
+        pending, resolved = state.pending, state.resolved
+        while pending and pending[0] in resolved:
+            resolved.remove(pending.popleft())
+        return True
+
+    def unresolved(self, partitions: Iterable[PartitionId] | None = None) -> int:
+        chosen = self._partitions if partitions is None else partitions
+        return sum(len(s.sizes) for tp in chosen if (s := self._partitions.get(tp)))
+
+    def watermark(self, tp: PartitionId) -> int | None:
+        state = self._partitions.get(tp)
+        return None if state is None else state.watermark()
+
+    def to_commit(
+        self, partitions: Iterable[PartitionId] | None = None, *, changed_only: bool = True
+    ) -> dict[PartitionId, int]:
+        """Watermarks to commit: those that moved since the last commit, or all of them."""
+        chosen = list(self._partitions) if partitions is None else partitions
+        offsets = {}
+        for tp in chosen:
+            state = self._partitions.get(tp)
+            if state is None:
+                continue
+            mark = state.watermark()
+            if mark is not None and (mark != state.committed or not changed_only):
+                offsets[tp] = mark
+        return offsets
+
+    def committed(self, offsets: dict[PartitionId, int]) -> None:
+        """Record that these offsets were committed (by a successful commit)."""
+        for tp, offset in offsets.items():
+            state = self._partitions.get(tp)
+            if state is not None:
+                state.committed = offset
+
+    @property
+    def partitions(self) -> list[PartitionId]:
+        return list(self._partitions)

@@ -1,0 +1,343 @@
+"""Settings: environment variables (prefix ``BRIDGE_``) read into one validated model tree.
+
+Each group is a pydantic-settings model with its own prefix. :func:`load_settings` reads
+them all, collects every problem (not just the first), and raises :class:`ConfigError`
+with one readable line per problem, naming the variable, what was wrong and what is
+allowed. Secret values are never echoed back.
+
+``BRIDGE_KAFKA_<PROPERTY>`` passes any librdkafka property through (upper case, dots as
+underscores), to the consumer and to the dead-letter producer alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kafka_eventbridge.errors import ConfigError
+
+PREFIX = "BRIDGE_"
+KAFKA_PREFIX = "BRIDGE_KAFKA_"
+
+# librdkafka properties whose values must never be printed.
+_SECRET_MARKERS = ("password", "secret", "ssl.key.pem", "sasl.oauthbearer.config", "token")
+
+
+class Api(StrEnum):
+    """Which EventBridge call publishes the entries."""
+
+    PARTNER = "partner"  # PutPartnerEvents, up to 20 entries a call
+    EVENTS = "events"  # PutEvents, up to 10 entries a call
+
+    @property
+    def max_entries(self) -> int:
+        return 20 if self is Api.PARTNER else 10
+
+
+class ValueFormat(StrEnum):
+    JSON = "json"
+    STRING = "string"
+    BYTES = "bytes"
+
+
+class Tombstones(StrEnum):
+    """What to do with a record whose value is null (a Kafka tombstone)."""
+
+    SKIP = "skip"  # resolved without an entry, like a filtered record
+    DEAD_LETTER = "dead-letter"
+    MAP = "map"  # map it like any record, with ``value`` null in the envelope
+
+
+class Ordering(StrEnum):
+    NONE = "none"  # batches of all partitions in flight together
+    PARTITION = "partition"  # at most one batch in flight per partition
+
+
+def is_secret_property(name: str) -> bool:
+    """True for librdkafka properties that hold credentials."""
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class KafkaSettings(_Group):
+    """The three named Kafka settings; everything else under ``BRIDGE_KAFKA_`` passes through."""
+
+    model_config = SettingsConfigDict(env_prefix=KAFKA_PREFIX, extra="ignore", frozen=True)
+
+    bootstrap_servers: str = Field(min_length=1)
+    topics: Annotated[list[str], NoDecode] = Field(min_length=1)
+    group_id: str = Field(default="kafka-eventbridge", min_length=1)
+
+    _split_topics = field_validator("topics", mode="before")(_split_csv)
+
+
+NAMED_KAFKA_VARIABLES = frozenset(
+    f"{KAFKA_PREFIX}{name.upper()}" for name in KafkaSettings.model_fields
+)
+
+
+class EventBridgeSettings(_Group):
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}EVENTBRIDGE_", frozen=True)
+
+    api: Api = Api.PARTNER
+    event_bus: str | None = Field(default=None, min_length=1, max_length=1600)
+    region: str | None = None
+    partner_max_bytes: int = Field(default=262_144, ge=1024)
+    events_max_bytes: int = Field(default=1_048_576, ge=1024)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @property
+    def max_bytes(self) -> int:
+        """The size limit of the chosen API, for each entry and for a request's total."""
+        return self.partner_max_bytes if self.api is Api.PARTNER else self.events_max_bytes
+
+
+class MappingSettings(_Group):
+    mapping_file: Path | None = None
+    map_source: str | None = None
+    map_detail_type: str | None = None
+    map_detail: str | None = None
+    map_resources: str | None = None
+    map_time: str | None = None
+    map_filter: str | None = None
+    value_format: ValueFormat = ValueFormat.JSON
+    tombstones: Tombstones = Tombstones.SKIP
+
+    def shortcut(self) -> dict[str, str]:
+        """The ``BRIDGE_MAP_*`` expressions that are set, keyed by route field."""
+        fields = {
+            "source": self.map_source,
+            "detail_type": self.map_detail_type,
+            "detail": self.map_detail,
+            "resources": self.map_resources,
+            "time": self.map_time,
+            "filter": self.map_filter,
+        }
+        return {name: expr for name, expr in fields.items() if expr is not None}
+
+
+class PipelineSettings(_Group):
+    max_in_flight_requests: int = Field(default=16, ge=1, le=256)
+    batch_max_entries: int | None = Field(default=None, ge=1, le=20)
+    batch_linger_ms: int = Field(default=20, ge=0, le=60_000)
+    consume_batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_buffered_records: int = Field(default=20_000, ge=1)
+    max_buffered_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    ordering: Ordering = Ordering.NONE
+    commit_interval_ms: int = Field(default=1000, ge=0, le=600_000)
+    retry_backoff_initial_ms: int = Field(default=100, ge=1)
+    retry_backoff_max_ms: int = Field(default=20_000, ge=1)
+    retry_deadline_seconds: float = Field(default=0.0, ge=0)
+    shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    revoke_timeout_seconds: float = Field(default=10.0, ge=0)
+    dlq_topic: str | None = Field(default=None, min_length=1, max_length=249)
+    dlq_max_ratio: float = Field(default=0.5, ge=0, le=1)
+    dlq_ratio_window: int = Field(default=1000, ge=1)
+
+
+class TelemetrySettings(_Group):
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = "0.0.0.0"  # noqa: S104 - a pod serves its metrics on every interface
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_stall_seconds: float = Field(default=60.0, gt=0)
+
+    _upper_level = field_validator("log_level", mode="before")(
+        lambda value: value.upper() if isinstance(value, str) else value
+    )
+
+
+@dataclass(frozen=True)
+class KafkaProperties:
+    """librdkafka properties from ``BRIDGE_KAFKA_<PROPERTY>``; repr never shows secrets."""
+
+    values: Mapping[str, str]
+
+    def redacted(self) -> dict[str, str]:
+        return {k: ("***" if is_secret_property(k) else v) for k, v in self.values.items()}
+
+    def __repr__(self) -> str:
+        return f"KafkaProperties({self.redacted()})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the bridge, validated."""
+
+    kafka: KafkaSettings
+    kafka_properties: KafkaProperties
+    eventbridge: EventBridgeSettings
+    mapping: MappingSettings
+    pipeline: PipelineSettings
+    telemetry: TelemetrySettings
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.pipeline.dlq_topic or f"{self.kafka.group_id}.dlq"
+
+    @property
+    def batch_max_entries(self) -> int:
+        return self.pipeline.batch_max_entries or self.eventbridge.api.max_entries
+
+    def redacted(self) -> dict[str, Any]:
+        """A printable view of every setting, secrets masked."""
+        view: dict[str, Any] = {}
+        for group in (self.kafka, self.eventbridge, self.mapping, self.pipeline, self.telemetry):
+            prefix = group.model_config.get("env_prefix", PREFIX)
+            for name, value in group.model_dump(mode="json").items():
+                view[f"{prefix}{name.upper()}"] = value
+        for prop, value in self.kafka_properties.redacted().items():
+            view[property_variable(prop)] = value
+        view["(dead-letter topic)"] = self.dlq_topic
+        return view
+
+
+def property_variable(prop: str) -> str:
+    """The environment variable that sets a librdkafka property."""
+    return KAFKA_PREFIX + prop.upper().replace(".", "_")
+
+
+def kafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties given as ``BRIDGE_KAFKA_<PROPERTY>`` (the named ones excluded)."""
+    return {
+        name[len(KAFKA_PREFIX) :].lower().replace("_", "."): value
+        for name, value in environ.items()
+        if name.startswith(KAFKA_PREFIX) and name not in NAMED_KAFKA_VARIABLES
+    }
+
+
+_GROUPS: dict[str, type[_Group]] = {
+    "kafka": KafkaSettings,
+    "eventbridge": EventBridgeSettings,
+    "mapping": MappingSettings,
+    "pipeline": PipelineSettings,
+    "telemetry": TelemetrySettings,
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise :class:`ConfigError` listing all problems."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    groups: dict[str, Any] = {}
+    for key, model in _GROUPS.items():
+        try:
+            groups[key] = _read_group(model, env)
+        except ValidationError as exc:
+            problems.extend(_describe(model, exc))
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(kafka_properties=KafkaProperties(kafka_passthrough(env)), **groups)
+    problems.extend(_cross_checks(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_mapping_settings() -> tuple[MappingSettings, EventBridgeSettings]:
+    """Just what mapping needs (for ``kafka-eventbridge map``: no Kafka settings required)."""
+    problems: list[str] = []
+    loaded: list[Any] = []
+    for model in (MappingSettings, EventBridgeSettings):
+        try:
+            loaded.append(model())
+        except ValidationError as exc:
+            problems.extend(_describe(model, exc))
+    if problems:
+        raise ConfigError(problems)
+    return loaded[0], loaded[1]
+
+
+def _read_group(model: type[_Group], env: Mapping[str, str]) -> _Group:
+    if env is os.environ:
+        return model()
+    # Validate an explicit mapping (tests, `check` on a given environment) the same way:
+    # pydantic-settings reads os.environ, so give it just the variables of this group.
+    prefix = str(model.model_config.get("env_prefix", PREFIX))
+    values = {
+        name[len(prefix) :].lower(): value
+        for name, value in env.items()
+        if name.startswith(prefix) and name[len(prefix) :].lower() in model.model_fields
+    }
+    return model.model_validate(values)
+
+
+def _describe(model: type[_Group], exc: ValidationError) -> list[str]:
+    prefix = str(model.model_config.get("env_prefix", PREFIX))
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{prefix}{field.upper()}"
+        if error["type"] == "missing":
+            lines.append(f"{variable}: required but not set")
+            continue
+        shown = error.get("input")
+        got = f" (got {shown!r})" if isinstance(shown, str | int | float) else ""
+        lines.append(f"{variable}: {error['msg']}{got}")
+    return lines
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems = []
+    api = settings.eventbridge.api
+    if api is Api.PARTNER and settings.eventbridge.event_bus:
+        problems.append(
+            "BRIDGE_EVENTBRIDGE_EVENT_BUS: only for BRIDGE_EVENTBRIDGE_API=events; "
+            "PutPartnerEvents writes to the partner event source named by the mapped Source"
+        )
+    if settings.batch_max_entries > api.max_entries:
+        problems.append(
+            f"BRIDGE_BATCH_MAX_ENTRIES: {settings.batch_max_entries} is above the "
+            f"{api.max_entries} entries a {api.value} call takes"
+        )
+    pipeline = settings.pipeline
+    if pipeline.retry_backoff_initial_ms > pipeline.retry_backoff_max_ms:
+        problems.append(
+            "BRIDGE_RETRY_BACKOFF_INITIAL_MS: must not exceed BRIDGE_RETRY_BACKOFF_MAX_MS"
+        )
+    mapping = settings.mapping
+    if mapping.mapping_file is not None and mapping.shortcut():
+        problems.append(
+            "BRIDGE_MAPPING_FILE: set together with BRIDGE_MAP_* expressions; use one or the other"
+        )
+    if mapping.mapping_file is not None and not mapping.mapping_file.is_file():
+        problems.append(f"BRIDGE_MAPPING_FILE: no such file: {mapping.mapping_file}")
+    for prop, value in settings.kafka_properties.values.items():
+        if not value:
+            problems.append(f"{property_variable(prop)}: empty value for librdkafka '{prop}'")
+    return problems
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``BRIDGE_*`` variables that no setting reads (most likely typos)."""
+    known = {
+        f"{model.model_config.get('env_prefix', PREFIX)}{field.upper()}"
+        for model in _GROUPS.values()
+        for field in model.model_fields
+    }
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(PREFIX)
+        and not name.startswith(KAFKA_PREFIX)
+        and not name.startswith("BRIDGE_TEST_")
+        and name not in known
+    )

