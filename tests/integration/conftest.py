@@ -1,0 +1,83 @@
+"""Fixtures of the integration suite: a stand-in EventBridge, topics, bridge processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from tests.integration.support import BridgeProcess, bridge_env, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEventBridge]:
+    """The project's fault-injecting EventBridge stand-in, fresh for each test."""
+    with FakeEventBridge() as server:
+        yield server
+
+
+@pytest.fixture
+def topic(kafka_broker: KafkaBroker) -> Callable[..., str]:
+    """Creates a uniquely named topic (and its dead-letter topic) for one test."""
+
+    def create(name: str = "orders", partitions: int = 3) -> str:
+        full = unique(name)
+        kafka_broker.create_topic(full, partitions)
+        return full
+
+    return create
+
+
+BridgeFactory = Callable[..., BridgeProcess]
+
+
+@pytest.fixture
+def bridge(
+    kafka_broker: KafkaBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[BridgeFactory]:
+    """Starts ``kafka-eventbridge run`` processes; kills any left running at the end and
+    shows their logs when the test failed."""
+    started: list[BridgeProcess] = []
+
+    def start(topic: str, group: str, endpoint: str, **extra: str) -> BridgeProcess:
+        env = bridge_env(kafka_broker, topic, group, endpoint, **extra)
+        log = tmp_path / f"bridge-{len(started)}.log"
+        process = BridgeProcess(env, log).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.running:
+            process.kill()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def group() -> str:
+    return unique("group")
+
+
+@pytest.fixture
+def dlq(kafka_broker: KafkaBroker, group: str) -> str:
+    """The dead-letter topic of ``group`` (default name ``<group>.dlq``), created up front."""
+    name = f"{group}.dlq"
+    kafka_broker.create_topic(name, 1)
+    return name

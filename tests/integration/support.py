@@ -1,0 +1,239 @@
+"""Helpers for driving the bridge as users do: environment variables, a process, signals.
+
+The bridge runs as ``kafka-eventbridge run`` in a child process, so exit codes, SIGTERM
+handling and the HTTP endpoints are exercised exactly as Kubernetes would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from kafka_eventbridge.testing.brokers import KafkaBroker
+
+PARTNER_SOURCE = "aws.partner/example.com/orders"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def produce(
+    broker: KafkaBroker,
+    topic: str,
+    values: Iterable[bytes | None],
+    *,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> int:
+    """Produce values round-robin over partitions (key = sequence number); returns the count."""
+    producer = Producer(broker.client_config({"linger.ms": 20, "enable.idempotence": True}))
+    count = 0
+    for count, value in enumerate(values, 1):
+        producer.produce(topic, value, key=str(count).encode(), headers=headers)
+        if count % 10_000 == 0:
+            producer.flush()
+    assert producer.flush(30) == 0
+    return count
+
+
+def json_values(prefix: str, n: int) -> list[bytes]:
+    return [
+        orjson.dumps({"id": f"{prefix}-{i}", "type": "order.created", "n": i}) for i in range(n)
+    ]
+
+
+def committed(broker: KafkaBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets (missing partitions count as 0)."""
+    consumer = Consumer(broker.consumer_config(group))
+    try:
+        result = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: max(tp.offset, 0) for tp in result}
+
+
+def end_offsets(broker: KafkaBroker, topic: str, partitions: int) -> dict[int, int]:
+    """High watermarks, read by fetching (ListOffsets is unreliable on the embedded broker)."""
+    consumer = Consumer(broker.consumer_config(unique("probe"), {"enable.auto.commit": False}))
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + 10
+        marks: dict[int, int] = {}
+        while time.monotonic() < deadline and len(marks) < partitions:
+            consumer.poll(0.2)
+            for p in range(partitions):
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if high >= 0:
+                    marks[p] = high
+        return marks
+    finally:
+        consumer.close()
+
+
+def read_all(broker: KafkaBroker, topic: str, expected: int, timeout: float = 30) -> list[Message]:
+    """Read a topic from the start until ``expected`` records arrived (or the timeout)."""
+    consumer = Consumer(
+        broker.consumer_config(
+            unique("reader"), {"auto.offset.reset": "earliest", "enable.auto.commit": False}
+        )
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(messages) < expected:
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None:
+                    messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def headers_of(message: Message) -> dict[str, bytes | None]:
+    """A consumed message's headers by name (values are bytes as consumed)."""
+    headers = message.headers() or []
+    assert isinstance(headers, list)
+    return {
+        name: value if not isinstance(value, str) else value.encode() for name, value in headers
+    }
+
+
+@dataclass
+class BridgeProcess:
+    """``kafka-eventbridge run`` as a child process."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port)
+
+    def start(self) -> BridgeProcess:
+        env = {**os.environ, **self.env, "BRIDGE_HTTP_PORT": str(self.port)}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kafka_eventbridge", "run"], env=env, stdout=log, stderr=log
+        )
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=5
+            ) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metrics(self) -> dict[str, float]:
+        status, text = self.get("/metrics")
+        values: dict[str, float] = {}
+        if status != 200:
+            return values
+        for line in text.splitlines():
+            if line.startswith("kafka_eventbridge_"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    def metric(self, name: str) -> float:
+        return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_until(
+            lambda: self.get("/readyz")[0] == 200 or not self.running, timeout, "bridge ready"
+        )
+        assert self.running, f"bridge exited early:\n{self.log()}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log().splitlines():
+            try:
+                lines.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+        return lines
+
+
+def bridge_env(
+    broker: KafkaBroker, topic: str, group: str, endpoint: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a bridge run against ``endpoint``, tuned for quick tests."""
+    env = {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "BRIDGE_KAFKA_TOPICS": topic,
+        "BRIDGE_KAFKA_GROUP_ID": group,
+        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "BRIDGE_MAP_SOURCE": f"'{PARTNER_SOURCE}'",
+        "BRIDGE_MAP_DETAIL_TYPE": "value.type || topic",
+        "BRIDGE_COMMIT_INTERVAL_MS": "200",
+        "BRIDGE_RETRY_BACKOFF_MAX_MS": "1000",
+        "BRIDGE_LOG_LEVEL": "INFO",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    env.update(extra)
+    return env
+
+
+def ids_of(details: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [str(d["id"]) for d in details if isinstance(d, Mapping) and "id" in d]

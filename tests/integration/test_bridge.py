@@ -1,0 +1,253 @@
+"""The bridge end to end: a real broker, real boto3 calls, the process as users run it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from tests.integration.conftest import BridgeFactory
+from tests.integration.support import (
+    committed,
+    headers_of,
+    ids_of,
+    json_values,
+    produce,
+    read_all,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def delivered_ids(fake: FakeEventBridge) -> list[str]:
+    return ids_of(entry.detail for entry in fake.entries())
+
+
+def test_ten_thousand_records_delivered_exactly_once_and_committed(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic(partitions=4)
+    produce(kafka_broker, name, json_values("r", 10_000))
+    process = bridge(name, group, fake.url)
+    wait_until(lambda: fake.stats().entries_accepted >= 10_000, 120, "10k entries accepted")
+    wait_until(
+        lambda: sum(committed(kafka_broker, group, name, 4).values()) == 10_000, 30, "commits"
+    )
+    assert process.terminate() == 0
+    ids = delivered_ids(fake)
+    assert len(ids) == 10_000
+    assert len(set(ids)) == 10_000  # no duplicates on a clean run
+    entry = fake.entries(limit=1)[0].entry
+    assert entry["Source"] == "aws.partner/example.com/orders"
+    assert entry["DetailType"] == "order.created"
+    assert "Time" in entry  # the record timestamp
+
+
+def test_throttled_entries_are_retried_until_delivered(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 0.3}, seed=7))
+    name = topic()
+    produce(kafka_broker, name, json_values("t", 2_000))
+    process = bridge(name, group, fake.url, BRIDGE_RETRY_BACKOFF_INITIAL_MS="20")
+    wait_until(lambda: len(set(delivered_ids(fake))) >= 2_000, 120, "all entries delivered")
+    wait_until(
+        lambda: sum(committed(kafka_broker, group, name, 3).values()) == 2_000, 30, "commits"
+    )
+    assert process.metric("kafka_eventbridge_retries_total") > 0
+    assert process.metric("kafka_eventbridge_entry_failures_total") > 0
+    assert process.terminate() == 0
+    assert fake.stats().entries_failed.get("ThrottlingException", 0) > 0
+    assert read_all(kafka_broker, dlq, expected=1, timeout=3) == []
+
+
+def test_bad_records_and_permanent_failures_are_dead_lettered_with_headers(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic(partitions=1)
+    good = json_values("g", 20)
+    values = [
+        *good[:10],
+        b"{not json",
+        b"[1, 2, 3]",
+        orjson.dumps({"id": "x", "type": "t" * 200}),
+        orjson.dumps({"id": "perm", "type": "order.created", "__fail": "MalformedDetail"}),
+        *good[10:],
+    ]
+    produce(kafka_broker, name, values, headers=[("trace-id", b"abc")])
+    process = bridge(name, group, fake.url)
+    dead = read_all(kafka_broker, dlq, expected=4, timeout=60)
+    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == len(values), 30, "commit")
+    assert process.terminate() == 0
+
+    assert sorted(delivered_ids(fake)) == sorted(ids_of(orjson.loads(v) for v in good))
+    by_offset = {int(headers_of(m)["bridge.source.offset"] or 0): m for m in dead}
+    assert sorted(by_offset) == [10, 11, 12, 13]
+    expected = {
+        10: (b"decode", b"InvalidJson"),
+        11: (b"validate", b"DetailNotObject"),
+        12: (b"validate", b"DetailTypeTooLong"),
+        13: (b"publish", b"MalformedDetail"),
+    }
+    for offset, (stage, code) in expected.items():
+        message = by_offset[offset]
+        headers = headers_of(message)
+        assert message.value() == values[offset]  # byte for byte
+        assert message.key() == str(offset + 1).encode()
+        assert headers["trace-id"] == b"abc"  # original headers kept
+        assert headers["bridge.error.stage"] == stage
+        assert headers["bridge.error.code"] == code
+        assert headers["bridge.error.message"]
+        assert headers["bridge.source.topic"] == name.encode()
+        assert headers["bridge.source.partition"] == b"0"
+        assert headers["bridge.attempts"] == (b"1" if stage == b"publish" else b"0")
+
+
+def test_access_denied_is_fatal_and_commits_nothing(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    fake.set_faults(Faults(deny=True))
+    name = topic()
+    produce(kafka_broker, name, json_values("d", 300))
+    process = bridge(name, group, fake.url)
+    code = process.wait(60)
+    assert code != 0
+    assert sum(committed(kafka_broker, group, name, 3).values()) == 0
+    assert read_all(kafka_broker, dlq, expected=1, timeout=3) == []
+    fatal = [line for line in process.log_lines() if line.get("level") == "error"]
+    assert len(fatal) == 1
+    assert "AccessDeniedException" in fatal[0]["message"]
+
+
+def test_sigterm_drains_commits_and_a_restart_resumes_without_loss(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    fake.set_faults(Faults(latency_ms=30))
+    name = topic()
+    total = 6_000
+    produce(kafka_broker, name, json_values("s", total))
+    # A small buffer, so that the drain on SIGTERM covers only part of the backlog.
+    first = bridge(
+        name,
+        group,
+        fake.url,
+        BRIDGE_MAX_IN_FLIGHT_REQUESTS="2",
+        BRIDGE_MAX_BUFFERED_RECORDS="300",
+        BRIDGE_CONSUME_BATCH_SIZE="100",
+    )
+    wait_until(lambda: fake.stats().entries_accepted >= 1_000, 60, "some entries accepted")
+    assert first.terminate() == 0  # mid-stream
+    accepted = set(delivered_ids(fake))
+    marks = committed(kafka_broker, group, name, 3)
+    assert 0 < sum(marks.values()) < total
+    # Everything below each committed offset was delivered (the drain committed it all).
+    assert sum(marks.values()) <= len(accepted)
+
+    second = bridge(name, group, fake.url)
+    wait_until(lambda: len(set(delivered_ids(fake))) >= total, 120, "the rest delivered")
+    wait_until(
+        lambda: sum(committed(kafka_broker, group, name, 3).values()) == total, 30, "commits"
+    )
+    assert second.terminate() == 0
+    ids = delivered_ids(fake)
+    assert set(ids) == {f"s-{i}" for i in range(total)}
+    duplicates = sum(c - 1 for c in Counter(ids).values())
+    assert duplicates == 0  # a drained stop leaves nothing to redeliver
+
+
+def test_two_bridges_in_one_group_split_the_partitions(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic(partitions=4)
+    one = bridge(name, group, fake.url)
+    two = bridge(name, group, fake.url)
+    one.wait_ready()
+    two.wait_ready()
+
+    def split() -> bool:
+        counts = (
+            one.metric("kafka_eventbridge_assigned_partitions"),
+            two.metric("kafka_eventbridge_assigned_partitions"),
+        )
+        return counts == (2.0, 2.0)
+
+    wait_until(split, kafka_broker.capabilities.group_settle_s * 2, "two partitions each")
+    produce(kafka_broker, name, json_values("p", 2_000))
+    wait_until(lambda: len(set(delivered_ids(fake))) >= 2_000, 60, "all delivered")
+    assert one.metric("kafka_eventbridge_entries_published_total") > 0
+    assert two.metric("kafka_eventbridge_entries_published_total") > 0
+    assert one.terminate() == 0
+    assert two.terminate() == 0
+    assert sum(committed(kafka_broker, group, name, 4).values()) == 2_000
+
+
+def test_health_readiness_and_metrics_endpoints(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic()
+    process = bridge(name, group, fake.url)
+    process.wait_ready()
+    assert process.get("/healthz")[0] == 200
+    produce(kafka_broker, name, json_values("m", 100))
+    wait_until(
+        lambda: process.metric("kafka_eventbridge_entries_published_total") == 100, 30, "metrics"
+    )
+    names = {key.split("{")[0] for key in process.metrics()}
+    for expected in (
+        "kafka_eventbridge_records_consumed_total",
+        "kafka_eventbridge_publish_requests_total",
+        "kafka_eventbridge_publish_duration_seconds_bucket",
+        "kafka_eventbridge_batch_entries_bucket",
+        "kafka_eventbridge_buffered_records",
+        "kafka_eventbridge_commits_total",
+        "kafka_eventbridge_rebalances_total",
+    ):
+        assert expected in names
+    wait_until(
+        lambda: any(
+            k.startswith("kafka_eventbridge_consumer_lag_records") for k in process.metrics()
+        ),
+        15,
+        "lag gauge",
+    )
+    assert process.terminate() == 0
