@@ -15,9 +15,12 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
 
 from kafka_eventbridge.batching import Batch, Batcher, Pending, RetryQueue
 from kafka_eventbridge.consumer import KafkaConsumer, consumer_config
@@ -26,7 +29,7 @@ from kafka_eventbridge.errors import FatalError, RecordError, Stage
 from kafka_eventbridge.guard import DeadLetterGuard
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offsets import OffsetTracker, PartitionId
-from kafka_eventbridge.publisher import Backoff, Completion, EventsClient, Publisher, make_client
+from kafka_eventbridge.publisher import Backoff, Completion, Publisher, make_client
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Ordering, Settings
 from kafka_eventbridge.telemetry import Health, Metrics
@@ -66,7 +69,7 @@ class Bridge:
         *,
         metrics: Metrics | None = None,
         health: Health | None = None,
-        client: EventsClient | None = None,
+        client: EventBridgeClient | None = None,
     ) -> None:
         self.settings = settings
         pipeline = settings.pipeline

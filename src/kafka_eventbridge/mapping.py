@@ -111,7 +111,9 @@ class TopicMatcher:
         self.regexes = [re.compile(p) for p in patterns if p.startswith("^")]
 
     def matches(self, topic: str) -> bool:
-        return topic in self.names or any(r.fullmatch(topic) for r in self.regexes)
+        # Match the way librdkafka subscribes (POSIX regexec, unanchored at the end): a
+        # route "^orders" covers every topic the subscription "^orders" brings in.
+        return topic in self.names or any(r.search(topic) for r in self.regexes)
 
 
 @dataclass(frozen=True)

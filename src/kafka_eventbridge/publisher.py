@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -29,12 +29,10 @@ from kafka_eventbridge.classify import BatchOutcome, classify_exception, classif
 from kafka_eventbridge.errors import ConfigError
 from kafka_eventbridge.settings import Api, EventBridgeSettings
 
-
-class EventsClient(Protocol):
-    """The two calls of boto3's ``events`` client that the bridge makes."""
-
-    def put_partner_events(self, **kwargs: Any) -> Any: ...
-    def put_events(self, **kwargs: Any) -> Any: ...
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient as EventsClient
+else:
+    EventsClient = Any
 
 
 def make_client(settings: EventBridgeSettings, pool_size: int) -> EventsClient:
@@ -59,8 +57,7 @@ def make_client(settings: EventBridgeSettings, pool_size: int) -> EventsClient:
         raise ConfigError(
             ["BRIDGE_EVENTBRIDGE_REGION: no AWS region; set it, AWS_REGION or AWS_DEFAULT_REGION"]
         )
-    client: EventsClient = session.client("events", region_name=region, config=config)
-    return client
+    return session.client("events", region_name=region, config=config)
 
 
 @dataclass

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from kafka_eventbridge.errors import ConfigError
 
@@ -66,8 +72,25 @@ def is_secret_property(name: str) -> bool:
     return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
+# Set while an explicit mapping is validated: then the process environment must not count.
+_GIVEN_ONLY: ContextVar[bool] = ContextVar("_GIVEN_ONLY", default=False)
+
+
 class _Group(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _GIVEN_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
 
 def _split_csv(value: Any) -> Any:
@@ -277,7 +300,12 @@ def _read_group(model: type[_Group], env: Mapping[str, str]) -> _Group:
         for name, value in env.items()
         if name.startswith(prefix) and name[len(prefix) :].lower() in model.model_fields
     }
-    return model.model_validate(values)
+    # Validation runs BaseSettings.__init__, which would also read os.environ.
+    token = _GIVEN_ONLY.set(True)
+    try:
+        return model.model_validate(values)
+    finally:
+        _GIVEN_ONLY.reset(token)
 
 
 def _describe(model: type[_Group], exc: ValidationError) -> list[str]:

@@ -805,7 +805,8 @@ class ApacheKafkaBroker(_LocalProcessBroker):
         (state_dir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
         if not (state_dir / "data" / "meta.properties").exists():
             self._format_storage(java, libs, state_dir)
-        return [*self._java(java, libs, self.options.heap), "kafka.Kafka", str(properties)]
+        java_argv = _java_argv(java, libs, self.options.heap, state_dir)
+        return [*java_argv, "kafka.Kafka", str(properties)]
 
     def _server_properties(self, data_dir: Path) -> dict[str, str]:
         """Single-node KRaft: topics of replication factor 1, no rebalance delay, few threads."""
@@ -836,24 +837,10 @@ class ApacheKafkaBroker(_LocalProcessBroker):
             "num.recovery.threads.per.data.dir": "1",
         }
 
-    def _java(self, java: str, libs: Path, heap: str) -> list[str]:
-        assert self._state is not None
-        log4j = self._state.path / "log4j2.properties"
-        return [
-            java,
-            f"-Xmx{heap}",
-            "-Xms64m",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            f"{libs}{os.sep}*",
-        ]
-
     def _format_storage(self, java: str, libs: Path, state_dir: Path) -> None:
         """``kafka-storage.sh format``: KRaft refuses to start on an unformatted log dir."""
         argv = [
-            *self._java(java, libs, "256m"),
+            *_java_argv(java, libs, "256m", state_dir),
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
@@ -869,6 +856,20 @@ class ApacheKafkaBroker(_LocalProcessBroker):
             raise BrokerStartError(
                 f"formatting the KRaft log dir failed; {_log_tail(state_dir / 'broker.log')}"
             )
+
+
+def _java_argv(java: str, libs: Path, heap: str, state_dir: Path) -> list[str]:
+    """The JVM part of a command line: small heap, the jars, our log4j config."""
+    return [
+        java,
+        f"-Xmx{heap}",
+        "-Xms64m",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={state_dir / 'log4j2.properties'}",
+        "-cp",
+        f"{libs}{os.sep}*",
+    ]
 
 
 def _properties_text(properties: Mapping[str, str]) -> str:
@@ -910,10 +911,8 @@ class DockerKafkaBroker(KafkaBroker):
         if self._container is not None:
             return
         _require_docker_engine()
-        from testcontainers.community.kafka import KafkaContainer
-
         image = os.environ.get(ENV_DOCKER_IMAGE) or DEFAULT_DOCKER_IMAGE
-        container = KafkaContainer(image).with_kraft()
+        container = _kafka_container_class()(image).with_kraft()
         container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", str(self.options.auto_create_topics))
         container.with_env("KAFKA_NUM_PARTITIONS", str(self.options.num_partitions or 1))
         container.start(timeout=int(self.options.start_timeout_s))
@@ -930,6 +929,15 @@ class DockerKafkaBroker(KafkaBroker):
             self._container = None
 
 
+def _kafka_container_class() -> Any:
+    """testcontainers moved KafkaContainer to ``community`` in 4.x and deprecated the old path."""
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:
+        from testcontainers.kafka import KafkaContainer
+    return KafkaContainer
+
+
 def _require_docker_engine() -> None:
     """BrokerUnavailableError unless a Docker engine answers a ping (a CLI alone is not enough)."""
     try:
@@ -941,8 +949,9 @@ def _require_docker_engine() -> None:
     try:
         DockerClient(timeout=5).client.ping()
     except Exception as exc:  # docker raises DockerException, requests' errors, OSError, ...
+        detail = (str(exc).splitlines() or [""])[0][:160]
         raise BrokerUnavailableError(
-            f"no Docker engine answers ({type(exc).__name__}: {exc}); "
+            f"no Docker engine answers ({type(exc).__name__}: {detail}); "
             f"set {ENV_KIND}=embedded or {ENV_KIND}=apache instead"
         ) from None
 

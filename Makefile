@@ -1,0 +1,67 @@
+# kafka-eventbridge: every command sets up what it needs (a virtualenv in .venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+
+.PHONY: help install demo test test-unit test-integration test-kafka test-reliability \
+	lint format typecheck bench check-chart check-dockerfile check-rules ci clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the bridge and its development tools
+
+demo: $(STAMP) ## run the bridge against an embedded broker and a local EventBridge emulator
+	$(VENV)/bin/kafka-eventbridge demo
+
+test: $(STAMP) ## unit and integration tests (embedded broker, stand-in and moto EventBridge)
+	$(PYTEST) tests/unit tests/integration
+
+test-unit: $(STAMP) ## unit tests only (no broker)
+	$(PYTEST) tests/unit
+
+test-integration: $(STAMP) ## integration tests on BRIDGE_TEST_KAFKA (default embedded)
+	$(PYTEST) tests/integration
+
+test-kafka: $(STAMP) ## integration tests against real Apache Kafka (fetched with Maven)
+	BRIDGE_TEST_KAFKA=apache $(PYTEST) tests/integration
+
+test-reliability: $(STAMP) ## fault and load scenarios (long)
+	$(PYTEST) tests/reliability
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+typecheck: $(STAMP) ## mypy --strict
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## side-by-side throughput, latency and memory benchmark
+	$(PY) -m benchmarks.run
+
+check-chart: ## helm lint, helm template and offline schema validation of the chart
+	bash scripts/check-chart.sh
+
+check-dockerfile: $(STAMP) ## hadolint, and the image's install steps in a fresh virtualenv
+	bash scripts/check-dockerfile.sh
+
+check-rules: ## promtool checks of the alert rules and of a real scrape
+	bash scripts/check-rules.sh
+
+ci: ## what CI runs
+	bash .ci/run
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

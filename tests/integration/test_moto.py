@@ -1,0 +1,123 @@
+"""Conformance with a third-party emulator: moto's EventBridge server.
+
+What moto does differently from the service (and the bridge copes with): PutPartnerEvents
+needs the partner event source to exist, answers ``Entries: []`` instead of one result
+per entry, and forwards partner events to the *default* bus, where a rule with an SQS
+target lets the test read them back. moto is slow with a rule (a few calls a second), so
+these runs are small.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from kafka_eventbridge.testing.brokers import KafkaBroker
+from tests.integration.conftest import BridgeFactory
+from tests.integration.support import (
+    PARTNER_SOURCE,
+    committed,
+    free_port,
+    json_values,
+    produce,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def client(service: str, url: str) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    return session.client(service, endpoint_url=url)  # type: ignore[call-overload]
+
+
+def route_to_queue(
+    url: str, bus: str, pattern: dict[str, Any]
+) -> Callable[[], list[dict[str, Any]]]:
+    """A rule on ``bus`` sending matching events to a new SQS queue; returns a reader."""
+    sqs, events = client("sqs", url), client("events", url)
+    queue_url = sqs.create_queue(QueueName=f"q{time.monotonic_ns()}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rule = f"r{time.monotonic_ns()}"
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    received: list[dict[str, Any]] = []
+
+    def read() -> list[dict[str, Any]]:
+        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+        received.extend(json.loads(m["Body"]) for m in reply.get("Messages", []))
+        return received
+
+    return read
+
+
+def test_partner_events_reach_the_default_bus(
+    kafka_broker: KafkaBroker,
+    moto_url: str,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    client("events", moto_url).create_partner_event_source(
+        Name=PARTNER_SOURCE, Account="123456789012"
+    )
+    read = route_to_queue(moto_url, "default", {"source": [PARTNER_SOURCE]})
+    name = topic(partitions=1)
+    produce(kafka_broker, name, json_values("moto", 30))
+    process = bridge(name, group, moto_url)
+    wait_until(lambda: len(read()) >= 30, 90, "30 events in the queue", interval=0.5)
+    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == 30, 30, "commit")
+    assert process.terminate() == 0
+    events = read()
+    assert sorted(e["detail"]["id"] for e in events) == sorted(f"moto-{i}" for i in range(30))
+    assert {e["detail-type"] for e in events} == {"order.created"}
+    assert {e["source"] for e in events} == {PARTNER_SOURCE}
+
+
+def test_put_events_to_a_custom_bus(
+    kafka_broker: KafkaBroker,
+    moto_url: str,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    bus = f"orders{time.monotonic_ns()}"
+    client("events", moto_url).create_event_bus(Name=bus)
+    read = route_to_queue(moto_url, bus, {"source": ["acme.orders"]})
+    name = topic(partitions=1)
+    produce(kafka_broker, name, json_values("bus", 20))
+    process = bridge(
+        name,
+        group,
+        moto_url,
+        BRIDGE_EVENTBRIDGE_API="events",
+        BRIDGE_EVENTBRIDGE_EVENT_BUS=bus,
+        BRIDGE_MAP_SOURCE="'acme.orders'",
+        BRIDGE_MAP_RESOURCES="[join('', ['arn:aws:acme:::order/', value.id])]",
+    )
+    wait_until(lambda: len(read()) >= 20, 90, "20 events in the queue", interval=0.5)
+    assert process.terminate() == 0
+    events = read()
+    assert sorted(e["detail"]["id"] for e in events) == sorted(f"bus-{i}" for i in range(20))
+    assert all(e["resources"] == [f"arn:aws:acme:::order/{e['detail']['id']}"] for e in events)
