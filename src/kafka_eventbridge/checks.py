@@ -48,7 +48,7 @@ def check_kafka(settings: Settings) -> list[tuple[str, Result]]:
     existing = set(metadata.topics)
     for pattern in settings.kafka.topics:
         if pattern.startswith("^"):
-            matched = [t for t in existing if re.fullmatch(pattern, t)]
+            matched = [t for t in existing if re.search(pattern, t)]  # as librdkafka matches
             status = "ok" if matched else "warn"
             results.append((f"topics {pattern}", (status, f"{len(matched)} topic(s) match")))
         else:

@@ -130,11 +130,13 @@ def classify_response(batch: Sequence[Pending], response: dict[str, Any]) -> Bat
         return outcome
     for item, result in zip(batch, results, strict=True):
         code = result.get("ErrorCode")
-        if not code and result.get("EventId") is not None:
+        if code:
+            _place(outcome, item, code, result.get("ErrorMessage") or "")
+        elif result.get("EventId") is not None:
             outcome.accepted.append(item)
-            continue
-        code = code or "UnknownError"
-        _place(outcome, item, code, result.get("ErrorMessage") or "")
+        else:
+            # Neither an EventId nor an error: not known to be accepted, so send it again.
+            outcome.retry.append((item, "UnattributedFailure"))
     return outcome
 
 

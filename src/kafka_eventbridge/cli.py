@@ -115,6 +115,8 @@ def _sample_record(sample: Any, number: int) -> SourceRecord:
         value = None
     key = sample.get("key")
     headers = sample.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ValueError('"headers" must be a JSON object of name: value')
     return SourceRecord(
         topic=sample["topic"],
         partition=int(sample.get("partition", 0)),
@@ -142,7 +144,11 @@ def cmd_map(args: argparse.Namespace) -> int:
         tombstones=mapping.tombstones,
         event_bus=eventbridge.event_bus or "default",
     )
-    stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    try:
+        stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"kafka-eventbridge map: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FATAL
     failures = 0
     with stream:
         for _number, record in _sample_records(stream):

@@ -63,7 +63,13 @@ def test_example_mappings_compile(file: str, api: Api) -> None:
 
 def test_samples_map_with_the_partner_example() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "kafka_eventbridge", "map", str(CONFIG / "mappings" / "samples.jsonl")],
+        [
+            sys.executable,
+            "-m",
+            "kafka_eventbridge",
+            "map",
+            str(CONFIG / "mappings" / "samples.jsonl"),
+        ],
         env={"BRIDGE_MAPPING_FILE": str(CONFIG / "mappings" / "partner-orders.yaml"), "PATH": ""},
         capture_output=True,
         text=True,
