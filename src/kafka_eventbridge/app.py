@@ -142,6 +142,8 @@ class Bridge:
         now = time.monotonic()
         for message in messages:
             self.submit(message, now)
+            if self.fatal is not None:
+                raise self.fatal
         self.pump(completions, now)
         self.apply_backpressure()
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:
@@ -272,18 +274,20 @@ class Bridge:
             },
         )
         self.dead_letters.send(record, error, attempts, _Token(epoch, error.stage))
+        # Judged when the decision is made, not when the topic confirms it, so that a bad
+        # deploy stops within one window instead of after a whole consumed batch.
+        self.guard.record(dead=True)
+        if self.guard.tripped and self.fatal is None:
+            self.fatal = FatalError(
+                "DeadLetterRatioExceeded",
+                f"{self.guard.ratio:.0%} of the last {self.guard.window} records were "
+                f"dead-lettered (limit {self.guard.max_ratio:.0%}, BRIDGE_DLQ_MAX_RATIO): "
+                "a mapping or setting is most likely wrong",
+            )
 
     def _dead_letter_delivered(self, record: SourceRecord, token: _Token) -> None:
         self.metrics.dead_letters.labels(stage=str(token.stage)).inc()
-        if self.tracker.resolve((record.topic, record.partition), record.offset, token.epoch):
-            self.guard.record(dead=True)
-            if self.guard.tripped and self.fatal is None:
-                self.fatal = FatalError(
-                    "DeadLetterRatioExceeded",
-                    f"{self.guard.ratio:.0%} of the last {self.guard.window} records were "
-                    f"dead-lettered (limit {self.guard.max_ratio:.0%}, BRIDGE_DLQ_MAX_RATIO): "
-                    "a mapping or setting is most likely wrong",
-                )
+        self.tracker.resolve((record.topic, record.partition), record.offset, token.epoch)
 
     # -- offsets ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -17,7 +17,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from kafka_eventbridge.consumer import consumer_config
-from kafka_eventbridge.errors import ConfigError
+from kafka_eventbridge.deadletter import DeadLetterProducer, producer_config
+from kafka_eventbridge.errors import ConfigError, FatalError
 from kafka_eventbridge.mapping import load_routes
 from kafka_eventbridge.publisher import make_client
 from kafka_eventbridge.settings import Settings
@@ -59,14 +60,23 @@ def check_kafka(settings: Settings) -> list[tuple[str, Result]]:
                     ("ok" if found else "warn", "exists" if found else "not found"),
                 )
             )
-    dlq = settings.dlq_topic
-    results.append(
-        (
-            f"dead-letter topic {dlq}",
-            ("ok", "exists") if dlq in existing else ("FAIL", "not found: create it"),
-        )
-    )
+    results.append(_check_dead_letter_topic(settings, config))
     return results
+
+
+def _check_dead_letter_topic(settings: Settings, config: dict[str, Any]) -> tuple[str, Result]:
+    """The same look-up ``run`` makes at start (which lets the broker auto-create it)."""
+    name = f"dead-letter topic {settings.dlq_topic}"
+    producer = DeadLetterProducer(producer_config(config), settings.dlq_topic, _ignore)
+    try:
+        producer.check_topic()
+    except FatalError as exc:
+        return name, ("FAIL", exc.message)
+    return name, ("ok", "exists")
+
+
+def _ignore(*_args: object) -> None:
+    """Nothing is produced by a check."""
 
 
 def check_eventbridge(settings: Settings) -> list[tuple[str, Result]]:

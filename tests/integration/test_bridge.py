@@ -251,3 +251,60 @@ def test_health_readiness_and_metrics_endpoints(
         "lag gauge",
     )
     assert process.terminate() == 0
+
+
+def test_a_bad_mapping_deploy_trips_the_dead_letter_guard(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic(partitions=1)
+    produce(kafka_broker, name, json_values("bad", 400))
+    # Every record maps to a DetailType that does not exist: the mapping, not the data, is wrong.
+    process = bridge(
+        name,
+        group,
+        fake.url,
+        BRIDGE_MAP_DETAIL_TYPE="value.no_such_field",
+        BRIDGE_DLQ_RATIO_WINDOW="100",
+        BRIDGE_DLQ_MAX_RATIO="0.5",
+    )
+    assert process.wait(60) == 1
+    errors = [line for line in process.log_lines() if line.get("level") == "error"]
+    assert len(errors) == 1
+    assert "DeadLetterRatioExceeded" in errors[0]["message"]
+    # It stopped early instead of dead-lettering the whole stream.
+    assert committed(kafka_broker, group, name, 1)[0] < 400
+
+
+def test_retry_deadline_turns_endless_throttling_into_dead_letters(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 1.0}))
+    name = topic(partitions=1)
+    produce(kafka_broker, name, json_values("late", 30))
+    process = bridge(
+        name,
+        group,
+        fake.url,
+        BRIDGE_RETRY_DEADLINE_SECONDS="2",
+        BRIDGE_RETRY_BACKOFF_INITIAL_MS="50",
+        BRIDGE_RETRY_BACKOFF_MAX_MS="200",
+    )
+    dead = read_all(kafka_broker, dlq, expected=30, timeout=60)
+    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == 30, 30, "commit")
+    assert process.terminate() == 0
+    assert len(dead) == 30
+    for message in dead:
+        headers = headers_of(message)
+        assert headers["bridge.error.stage"] == b"retries-exhausted"
+        assert headers["bridge.error.code"] == b"ThrottlingException"
+        assert int(headers["bridge.attempts"] or 0) > 1
