@@ -30,6 +30,7 @@ from kafka_eventbridge.guard import DeadLetterGuard
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offsets import OffsetTracker, PartitionId
 from kafka_eventbridge.publisher import Backoff, Completion, Publisher, make_client
+from kafka_eventbridge.ratelimit import RateLimiter
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Ordering, Settings
 from kafka_eventbridge.telemetry import Health, Metrics
@@ -88,6 +89,7 @@ class Bridge:
             pipeline.retry_backoff_initial_ms / 1000, pipeline.retry_backoff_max_ms / 1000
         )
         self.guard = DeadLetterGuard(pipeline.dlq_max_ratio, pipeline.dlq_ratio_window)
+        self.limiter = RateLimiter(pipeline.max_entries_per_second)
         kafka = consumer_config(settings.kafka, settings.kafka_properties.values)
         self.consumer = KafkaConsumer(kafka, settings.kafka.topics, self, self._commit_result)
         self.dead_letters = DeadLetterProducer(
@@ -151,7 +153,15 @@ class Bridge:
         self.observe(now)
 
     def _idle_wait(self, now: float) -> float:
-        due = [t for t in (self.batcher.next_due(), self.retries.next_due()) if t is not None]
+        due = [
+            t
+            for t in (
+                self.batcher.next_due(),
+                self.retries.next_due(),
+                self.limiter.next_ready(now),
+            )
+            if t is not None
+        ]
         wait = min([IDLE_WAIT, *(t - now for t in due)])
         return max(wait, 0.0) if not self.publisher.in_flight else min(max(wait, 0.0), 0.05)
 
@@ -193,12 +203,24 @@ class Bridge:
             self.settle(completion, now)
         due = [p for p in self.retries.pop_due(now) if self._current(p)]
         self.batcher.requeue(due)
-        for batch in self.batcher.take(now, self.publisher.capacity, force=force):
-            self.send(batch, now)
+        self.send_due(now, force=force)
         self.dead_letters.poll()
         for fatal in (self.dead_letters.fatal, self.consumer.fatal, self.fatal):
             if fatal is not None:
                 raise fatal
+
+    def send_due(self, now: float, *, force: bool = False) -> None:
+        """Send the batches that are due, within the in-flight limit and the rate limit."""
+        if self.limiter.unlimited:
+            for batch in self.batcher.take(now, self.publisher.capacity, force=force):
+                self.send(batch, now)
+            return
+        while self.publisher.capacity and self.limiter.ready(now):
+            batches = self.batcher.take(now, 1, force=force)
+            if not batches:
+                return
+            self.limiter.spend(len(batches[0].items), now)
+            self.send(batches[0], now)
 
     def send(self, batch: Batch, now: float) -> None:
         for item in batch.items:

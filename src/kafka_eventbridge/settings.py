@@ -166,6 +166,7 @@ class PipelineSettings(_Group):
     max_buffered_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     ordering: Ordering = Ordering.NONE
     commit_interval_ms: int = Field(default=1000, ge=0, le=600_000)
+    max_entries_per_second: float = Field(default=0.0, ge=0)
     retry_backoff_initial_ms: int = Field(default=100, ge=1)
     retry_backoff_max_ms: int = Field(default=20_000, ge=1)
     retry_deadline_seconds: float = Field(default=0.0, ge=0)

@@ -308,3 +308,24 @@ def test_retry_deadline_turns_endless_throttling_into_dead_letters(
         assert headers["bridge.error.stage"] == b"retries-exhausted"
         assert headers["bridge.error.code"] == b"ThrottlingException"
         assert int(headers["bridge.attempts"] or 0) > 1
+
+
+def test_rate_limit_caps_entries_per_second(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic()
+    produce(kafka_broker, name, json_values("rl", 1_200))
+    rate = 300
+    process = bridge(name, group, fake.url, BRIDGE_MAX_ENTRIES_PER_SECOND=str(rate))
+    wait_until(lambda: fake.stats().entries_accepted >= 1_200, 60, "all delivered")
+    assert process.terminate() == 0
+    times = sorted(entry.received_at for entry in fake.entries())
+    # In any one-second window, no more than the rate plus the bucket's burst and one batch.
+    busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+    assert busiest <= 2 * rate + 20
+    assert times[-1] - times[0] >= (1_200 - 2 * rate) / rate * 0.9
