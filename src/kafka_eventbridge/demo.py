@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -51,45 +51,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _emulator() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def _event_reader(url: str) -> Callable[[], list[dict[str, Any]]]:
-    """The partner source, and a rule on the default bus that copies its events to SQS."""
-    import boto3
-
-    session = boto3.session.Session(
-        aws_access_key_id="demo",
-        aws_secret_access_key="demo",  # noqa: S106 - the emulator's dummy
-        region_name="us-east-1",
-    )
-    events = session.client("events", endpoint_url=url)
-    sqs = session.client("sqs", endpoint_url=url)
-    events.create_partner_event_source(Name=SOURCE, Account="123456789012")
-    queue = sqs.create_queue(QueueName="demo-delivered")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
-    events.put_rule(Name="demo", EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(Rule="demo", Targets=[{"Id": "sqs", "Arn": arn["QueueArn"]}])
-    seen: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        reply = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
-        seen.extend(json.loads(m["Body"]) for m in reply.get("Messages", []))
-        return seen
-
-    return read
 
 
 def _environment(bootstrap: str, url: str, port: int) -> dict[str, str]:
@@ -148,14 +109,15 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 
 def run_demo(records: int = 300, keep_running: bool = False) -> int:
     from kafka_eventbridge.testing.brokers import create_broker
+    from kafka_eventbridge.testing.moto import moto_server, partner_source
 
     print("kafka-eventbridge demo: embedded Kafka broker + moto EventBridge emulator")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    with create_broker("embedded") as broker, _emulator() as url:
+    with create_broker("embedded") as broker, moto_server() as url:
         bootstrap = broker.bootstrap_servers
         broker.create_topic(TOPIC, PARTITIONS)
         broker.create_topic(f"{GROUP}.dlq", 1)
-        read_events = _event_reader(url)
+        read_events = partner_source(url, SOURCE)
         values = sample_values(records)
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
         for n, value in enumerate(values):

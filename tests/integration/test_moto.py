@@ -9,21 +9,17 @@ these runs are small.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge.testing.moto import client, moto_server, partner_source, route_to_queue
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import (
     PARTNER_SOURCE,
     committed,
-    free_port,
     json_values,
     produce,
     wait_until,
@@ -34,40 +30,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def client(service: str, url: str) -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return session.client(service, endpoint_url=url)  # type: ignore[call-overload]
-
-
-def route_to_queue(
-    url: str, bus: str, pattern: dict[str, Any]
-) -> Callable[[], list[dict[str, Any]]]:
-    """A rule on ``bus`` sending matching events to a new SQS queue; returns a reader."""
-    sqs, events = client("sqs", url), client("events", url)
-    queue_url = sqs.create_queue(QueueName=f"q{time.monotonic_ns()}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    rule = f"r{time.monotonic_ns()}"
-    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
-    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    received: list[dict[str, Any]] = []
-
-    def read() -> list[dict[str, Any]]:
-        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
-        received.extend(json.loads(m["Body"]) for m in reply.get("Messages", []))
-        return received
-
-    return read
+    with moto_server() as url:
+        yield url
 
 
 def test_partner_events_reach_the_default_bus(
@@ -78,10 +42,7 @@ def test_partner_events_reach_the_default_bus(
     dlq: str,
     bridge: BridgeFactory,
 ) -> None:
-    client("events", moto_url).create_partner_event_source(
-        Name=PARTNER_SOURCE, Account="123456789012"
-    )
-    read = route_to_queue(moto_url, "default", {"source": [PARTNER_SOURCE]})
+    read = partner_source(moto_url, PARTNER_SOURCE)
     name = topic(partitions=1)
     produce(kafka_broker, name, json_values("moto", 30))
     process = bridge(name, group, moto_url)
