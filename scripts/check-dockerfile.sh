@@ -225,7 +225,9 @@ def norm(name):
 
 
 with open(sys.argv[1]) as lock:
-    locked = {norm(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9._-]+)==", lock.read(), re.M)}
+    entries = re.finditer(r"^([A-Za-z0-9._-]+)==[^ ;]+(?: ; (.*?))? \\$", lock.read(), re.M)
+    # A universal lock also pins what only WebAssembly builds install (httpx2-jsfetch).
+    locked = {norm(m[1]) for m in entries if "sys_platform == 'emscripten'" not in (m[2] or "")}
 expected = locked | {"kafka-eventbridge"}
 installed = {norm(d.metadata["Name"]) for d in importlib.metadata.distributions()}
 if installed != expected:

@@ -32,6 +32,7 @@ from kafka_eventbridge.offsets import OffsetTracker, PartitionId
 from kafka_eventbridge.publisher import Backoff, Completion, Publisher, make_client
 from kafka_eventbridge.ratelimit import RateLimiter
 from kafka_eventbridge.records import SourceRecord
+from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Ordering, Settings
 from kafka_eventbridge.telemetry import Health, Metrics
 
@@ -58,6 +59,7 @@ def build_mapper(settings: Settings) -> Mapper:
         value_format=settings.mapping.value_format,
         tombstones=settings.mapping.tombstones,
         event_bus=settings.eventbridge.event_bus or "default",
+        **build_decoders(settings.mapping),
     )
 
 

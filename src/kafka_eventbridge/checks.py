@@ -13,9 +13,10 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import boto3
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from kafka_eventbridge import kafka_auth
 from kafka_eventbridge.consumer import consumer_config
 from kafka_eventbridge.deadletter import DeadLetterProducer, producer_config
 from kafka_eventbridge.errors import ConfigError, FatalError
@@ -36,15 +37,24 @@ def check_mapping(settings: Settings) -> Result:
 
 def check_kafka(settings: Settings) -> list[tuple[str, Result]]:
     config = consumer_config(settings.kafka, settings.kafka_properties.values)
-    admin_config = {
-        k: v
-        for k, v in config.items()
-        if not k.startswith(("group.", "enable.", "auto.", "partition.", "queued.", "fetch."))
-    }
+    consumer_only = ("group.", "enable.auto.", "auto.", "partition.", "queued.", "fetch.")
+    security_errors: list[KafkaError] = []
+
+    def on_error(err: KafkaError) -> None:
+        if kafka_auth.is_security_failure(err):
+            security_errors.append(err)
+
+    admin_config = {k: v for k, v in config.items() if not k.startswith(consumer_only)}
+    admin_config.update({"logger": kafka_auth.client_logger(), "error_cb": on_error})
     try:
         metadata = AdminClient(admin_config).list_topics(timeout=10)
     except KafkaException as exc:
-        return [("kafka brokers", ("FAIL", f"{settings.kafka.bootstrap_servers}: {exc}"))]
+        reason = (
+            kafka_auth.fatal_error(security_errors[0], "kafka").message
+            if security_errors
+            else str(exc)
+        )
+        return [("kafka brokers", ("FAIL", f"{settings.kafka.bootstrap_servers}: {reason}"))]
     results = [("kafka brokers", ("ok", f"{len(metadata.brokers)} broker(s) answered"))]
     existing = set(metadata.topics)
     for pattern in settings.kafka.topics:

@@ -114,6 +114,8 @@ def _sample_record(sample: Any, number: int) -> SourceRecord:
     else:
         value = None
     key = sample.get("key")
+    if "key_base64" in sample:
+        key = base64.b64decode(sample["key_base64"])  # e.g. an Avro key in wire format
     headers = sample.get("headers") or {}
     if not isinstance(headers, dict):
         raise ValueError('"headers" must be a JSON object of name: value')
@@ -122,7 +124,7 @@ def _sample_record(sample: Any, number: int) -> SourceRecord:
         partition=int(sample.get("partition", 0)),
         offset=int(sample.get("offset", number - 1)),
         timestamp=sample.get("timestamp"),
-        key=None if key is None else str(key).encode(),
+        key=key if key is None or isinstance(key, bytes) else str(key).encode(),
         value=value,
         headers=[(str(k), None if v is None else str(v).encode()) for k, v in headers.items()],
     )
@@ -130,10 +132,12 @@ def _sample_record(sample: Any, number: int) -> SourceRecord:
 
 def cmd_map(args: argparse.Namespace) -> int:
     from kafka_eventbridge.mapping import Mapper, load_routes
+    from kafka_eventbridge.schemas import build_decoders
 
     try:
         mapping, eventbridge = load_mapping_settings()
         routes = load_routes(mapping, eventbridge.api, [])
+        decoders = build_decoders(mapping)
     except ConfigError as exc:
         return _config_problem(exc)
     mapper = Mapper(
@@ -143,6 +147,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         value_format=mapping.value_format,
         tombstones=mapping.tombstones,
         event_bus=eventbridge.event_bus or "default",
+        **decoders,
     )
     try:
         stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
@@ -228,9 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         "map",
         help="show the entries sample records become (no cluster needed)",
         description='Read sample records as JSON lines ({"topic": ..., "key": ..., "headers": '
-        '{...}, "value": <JSON>} or "value_text" / "value_base64" for raw values) and print, '
-        "one JSON line each, the entry it becomes, that it is skipped, or why it would be "
-        "dead-lettered. Uses the BRIDGE_MAPPING_FILE / BRIDGE_MAP_* settings.",
+        '{...}, "value": <JSON>} or "value_text" / "value_base64" for raw values, '
+        '"key_base64" for a raw key) and print, one JSON line each, the entry it becomes, that '
+        "it is skipped, or why it would be dead-lettered. Uses the BRIDGE_MAPPING_FILE / "
+        "BRIDGE_MAP_* settings, and BRIDGE_VALUE_FORMAT / BRIDGE_KEY_FORMAT (Schema Registry "
+        "formats look schemas up at BRIDGE_SCHEMA_REGISTRY_URL).",
     )
     mapper.add_argument("file", nargs="?", help="JSON lines file (default: standard input)")
     mapper.add_argument(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from kafka_eventbridge import kafka_auth
 from kafka_eventbridge.errors import ConfigError, FatalError
 from kafka_eventbridge.offsets import PartitionId
 from kafka_eventbridge.settings import KafkaSettings, property_variable
@@ -31,14 +32,7 @@ CONSUMER_DEFAULTS = {
 FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 
 # Errors that no amount of waiting fixes: stop and let Kubernetes restart with backoff.
-FATAL_CODES = {
-    KafkaError._AUTHENTICATION,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED,
-    KafkaError.SASL_AUTHENTICATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError._SSL,
-}
+FATAL_CODES = kafka_auth.FATAL_CODES
 
 
 class RebalanceListener(Protocol):
@@ -48,7 +42,12 @@ class RebalanceListener(Protocol):
 
 
 def consumer_config(kafka: KafkaSettings, properties: Mapping[str, str]) -> dict[str, Any]:
-    """The librdkafka configuration: our defaults, then the user's, then what we must own."""
+    """The librdkafka configuration: our defaults, then the user's, then what we must own.
+
+    Security (TLS, SASL) is the user's librdkafka properties as given; MSK IAM adds its
+    SASL settings and token callback (:func:`kafka_auth.security_config`). The dead-letter
+    producer is configured from this result, so it authenticates the same way.
+    """
     problems = [
         f"{property_variable(name)}: the bridge commits offsets itself; this must stay false"
         for name in FORCED
@@ -59,6 +58,7 @@ def consumer_config(kafka: KafkaSettings, properties: Mapping[str, str]) -> dict
     return {
         **CONSUMER_DEFAULTS,
         **properties,
+        **kafka_auth.security_config(properties),
         "bootstrap.servers": kafka.bootstrap_servers,
         "group.id": kafka.group_id,
         **FORCED,
@@ -90,7 +90,7 @@ class KafkaConsumer:
                     **config,
                     "on_commit": self._committed,
                     "error_cb": self._on_error,
-                    "logger": logging.getLogger("kafka_eventbridge.librdkafka"),
+                    "logger": kafka_auth.client_logger(),
                 }
             )
         except KafkaException as exc:
@@ -125,14 +125,14 @@ class KafkaConsumer:
         self.on_commit(err is None or err.code() == KafkaError._NO_OFFSET)
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.fatal() or err.code() in FATAL_CODES:
+        if kafka_auth.is_fatal(err):
             self._fail(err)
         else:
             log.warning("kafka: %s", err.str())
 
     def _fail(self, err: KafkaError) -> None:
         if self.fatal is None:
-            self.fatal = FatalError(err.name(), f"kafka: {err.str()}")
+            self.fatal = kafka_auth.fatal_error(err, "kafka")
 
     def consume(self, count: int, timeout: float) -> list[Message]:
         messages: list[Message] = self._consumer.consume(count, timeout)
@@ -142,7 +142,7 @@ class KafkaConsumer:
         """An error delivered in place of a message."""
         if err.code() == KafkaError._PARTITION_EOF:
             return
-        if err.fatal() or err.code() in FATAL_CODES:
+        if kafka_auth.is_fatal(err):
             self._fail(err)
         else:
             log.warning("kafka: %s", err.str())

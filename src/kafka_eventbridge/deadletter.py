@@ -10,11 +10,13 @@ be stored must stop the bridge, not be dropped.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from kafka_eventbridge import kafka_auth
 from kafka_eventbridge.errors import FatalError, RecordError
 from kafka_eventbridge.records import Headers, SourceRecord
 
@@ -49,8 +51,13 @@ _CONSUMER_ONLY = (
 )
 
 
-def producer_config(kafka: Mapping[str, str]) -> dict[str, str]:
-    """The dead-letter producer's librdkafka config from the shared Kafka properties."""
+def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
+    """The dead-letter producer's librdkafka config from the consumer's.
+
+    Everything but consumer-only properties is kept: security (``security.protocol``,
+    ``ssl.*``, ``sasl.*``, ``enable.ssl.certificate.verification``) and the MSK IAM token
+    callback, so the producer authenticates exactly as the consumer does.
+    """
     config = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
     config.update(PRODUCER_DEFAULTS)
     return config
@@ -76,7 +83,7 @@ Delivered = Callable[[SourceRecord, Any], None]
 class DeadLetterProducer:
     """Produces dead letters and reports each one back once the topic acknowledged it."""
 
-    def __init__(self, config: Mapping[str, str], topic: str, on_delivered: Delivered) -> None:
+    def __init__(self, config: Mapping[str, Any], topic: str, on_delivered: Delivered) -> None:
         self.topic = topic
         self.on_delivered = on_delivered
         self.pending = 0
@@ -85,16 +92,30 @@ class DeadLetterProducer:
             {
                 **config,
                 "error_cb": self._on_error,
-                "logger": logging.getLogger("kafka_eventbridge.librdkafka"),
+                "logger": kafka_auth.client_logger(),
             }
         )
 
     def check_topic(self, timeout: float = 10.0) -> None:
-        """Fail at start when the dead-letter topic does not exist (or cannot be seen)."""
-        try:
-            metadata = self._producer.list_topics(self.topic, timeout=timeout)
-        except KafkaException as exc:
-            raise FatalError("DeadLetterTopicUnavailable", f"cannot read metadata: {exc}") from None
+        """Fail at start when the dead-letter topic does not exist (or cannot be seen).
+
+        Asked in short rounds with the client's error callbacks served in between, so that
+        a login the broker refuses (wrong password, untrusted certificate) stops the bridge
+        at once, named as such, instead of after ``timeout`` as an unreadable metadata error.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                metadata = self._producer.list_topics(self.topic, timeout=1.0)
+                break
+            except KafkaException as exc:
+                self._producer.poll(0.1)  # serves error_cb; also paces the rounds
+                if self.fatal is not None:
+                    raise self.fatal from None
+                if time.monotonic() >= deadline:
+                    raise FatalError(
+                        "DeadLetterTopicUnavailable", f"cannot read metadata: {exc}"
+                    ) from None
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None:
             reason = topic.error.str() if topic is not None and topic.error else "not found"
@@ -138,7 +159,10 @@ class DeadLetterProducer:
             )
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
+        if kafka_auth.is_security_failure(err):
+            # Not the topic's fault: the producer cannot log in (or is not allowed).
+            self.fatal = self.fatal or kafka_auth.fatal_error(err, "dead-letter producer")
+        elif err.fatal():
             self._fail(err)
         else:
             log.warning("dead-letter producer: %s", err.str())

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -48,9 +49,19 @@ class Api(StrEnum):
 
 
 class ValueFormat(StrEnum):
+    """How a record value (or key) becomes the envelope's ``value`` (or ``key``)."""
+
     JSON = "json"
     STRING = "string"
     BYTES = "bytes"
+    # Confluent Schema Registry wire format (magic byte, schema id, payload): see schemas.py.
+    AVRO = "avro"
+    PROTOBUF = "protobuf"
+    JSON_SCHEMA = "json-schema"
+
+    @property
+    def uses_registry(self) -> bool:
+        return self in (ValueFormat.AVRO, ValueFormat.PROTOBUF, ValueFormat.JSON_SCHEMA)
 
 
 class Tombstones(StrEnum):
@@ -143,6 +154,15 @@ class MappingSettings(_Group):
     map_filter: str | None = None
     value_format: ValueFormat = ValueFormat.JSON
     tombstones: Tombstones = Tombstones.SKIP
+    # ``string``: the key as UTF-8 text, undecodable bytes escaped (never dead-lettered).
+    key_format: ValueFormat = ValueFormat.STRING
+    # Schema Registry (avro, protobuf, json-schema formats). Checked in mapping_problems(),
+    # not by validators: a validation error would echo the value, and these may hold secrets.
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    schema_registry_ssl_ca_location: Path | None = None
+    schema_registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    schema_registry_max_retries: int = Field(default=3, ge=0, le=10)
 
     def shortcut(self) -> dict[str, str]:
         """The ``BRIDGE_MAP_*`` expressions that are set, keyed by route field."""
@@ -189,6 +209,15 @@ class TelemetrySettings(_Group):
     )
 
 
+class MskSettings(_Group):
+    """Amazon MSK IAM authentication (SASL OAUTHBEARER with AWS-signed tokens)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}MSK_", frozen=True)
+
+    iam: bool = False
+    iam_region: str | None = None  # the cluster's region when it differs from the bus's
+
+
 @dataclass(frozen=True)
 class KafkaProperties:
     """librdkafka properties from ``BRIDGE_KAFKA_<PROPERTY>``; repr never shows secrets."""
@@ -212,6 +241,7 @@ class Settings:
     mapping: MappingSettings
     pipeline: PipelineSettings
     telemetry: TelemetrySettings
+    msk: MskSettings
 
     @property
     def dlq_topic(self) -> str:
@@ -224,7 +254,15 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         """A printable view of every setting, secrets masked."""
         view: dict[str, Any] = {}
-        for group in (self.kafka, self.eventbridge, self.mapping, self.pipeline, self.telemetry):
+        groups = (
+            self.kafka,
+            self.eventbridge,
+            self.mapping,
+            self.pipeline,
+            self.telemetry,
+            self.msk,
+        )
+        for group in groups:
             prefix = group.model_config.get("env_prefix", PREFIX)
             for name, value in group.model_dump(mode="json").items():
                 view[f"{prefix}{name.upper()}"] = value
@@ -254,6 +292,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "mapping": MappingSettings,
     "pipeline": PipelineSettings,
     "telemetry": TelemetrySettings,
+    "msk": MskSettings,
 }
 
 
@@ -285,9 +324,53 @@ def load_mapping_settings() -> tuple[MappingSettings, EventBridgeSettings]:
             loaded.append(model())
         except ValidationError as exc:
             problems.extend(_describe(model, exc))
+    if not problems:
+        problems.extend(mapping_problems(loaded[0]))
     if problems:
         raise ConfigError(problems)
     return loaded[0], loaded[1]
+
+
+def _registry_url_problems(urls: list[str]) -> list[str]:
+    for url in urls:
+        try:
+            parsed = urlsplit(url.strip())
+            host = parsed.hostname
+        except ValueError:
+            host = None
+        if host is None or parsed.scheme not in ("http", "https", "mock"):
+            return [
+                "BRIDGE_SCHEMA_REGISTRY_URL: must be http(s)://host[:port][/path], several "
+                "separated by commas"
+            ]
+        if parsed.username is not None or parsed.password is not None:
+            return [
+                "BRIDGE_SCHEMA_REGISTRY_URL: must not carry credentials (value not shown); set "
+                "BRIDGE_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=user:password instead"
+            ]
+    return []
+
+
+def mapping_problems(mapping: MappingSettings) -> list[str]:
+    """The Schema Registry settings that cannot work; secret values are never shown."""
+    problems = []
+    url = mapping.schema_registry_url
+    for name, fmt in (("VALUE", mapping.value_format), ("KEY", mapping.key_format)):
+        if fmt.uses_registry and not url:
+            problems.append(
+                f"BRIDGE_SCHEMA_REGISTRY_URL: required with BRIDGE_{name}_FORMAT={fmt.value} "
+                "(records carry a schema id that is looked up there)"
+            )
+    problems.extend(_registry_url_problems(url.split(",") if url else []))
+    user_info = mapping.schema_registry_basic_auth_user_info
+    if user_info is not None and ":" not in user_info.get_secret_value():
+        problems.append(
+            "BRIDGE_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: must be user:password (value not shown)"
+        )
+    ca = mapping.schema_registry_ssl_ca_location
+    if ca is not None and not ca.exists():
+        problems.append(f"BRIDGE_SCHEMA_REGISTRY_SSL_CA_LOCATION: no such file: {ca}")
+    return problems
 
 
 def _read_group(model: type[_Group], env: Mapping[str, str]) -> _Group:
@@ -349,6 +432,7 @@ def _cross_checks(settings: Settings) -> list[str]:
         )
     if mapping.mapping_file is not None and not mapping.mapping_file.is_file():
         problems.append(f"BRIDGE_MAPPING_FILE: no such file: {mapping.mapping_file}")
+    problems.extend(mapping_problems(mapping))
     for prop, value in settings.kafka_properties.values.items():
         if not value:
             problems.append(f"{property_variable(prop)}: empty value for librdkafka '{prop}'")

@@ -180,7 +180,7 @@ def test_shortcut_settings_and_events_api(
     ("variables", "expected"),
     [
         ({"BRIDGE_EVENTBRIDGE_API": "rest"}, "BRIDGE_EVENTBRIDGE_API: Input should be"),
-        ({"BRIDGE_VALUE_FORMAT": "avro"}, "BRIDGE_VALUE_FORMAT: Input should be"),
+        ({"BRIDGE_VALUE_FORMAT": "yaml"}, "BRIDGE_VALUE_FORMAT: Input should be"),
         (
             {"BRIDGE_MAP_DETAIL": "value"},
             "BRIDGE_MAP_*: source is required for PutPartnerEvents (api=partner)",

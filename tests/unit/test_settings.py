@@ -93,7 +93,11 @@ def test_empty_topic_list_is_refused() -> None:
         ("BRIDGE_DLQ_MAX_RATIO", "1.5", "less than or equal to 1"),
         ("BRIDGE_ORDERING", "strict", "'none' or 'partition'"),
         ("BRIDGE_TOMBSTONES", "drop", "'skip', 'dead-letter' or 'map'"),
-        ("BRIDGE_VALUE_FORMAT", "avro", "'json', 'string' or 'bytes'"),
+        (
+            "BRIDGE_VALUE_FORMAT",
+            "yaml",
+            "'json', 'string', 'bytes', 'avro', 'protobuf' or 'json-schema'",
+        ),
         ("BRIDGE_LOG_FORMAT", "xml", "'json' or 'text'"),
         ("BRIDGE_RETRY_DEADLINE_SECONDS", "-5", "greater than or equal to 0"),
     ],

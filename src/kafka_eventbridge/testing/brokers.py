@@ -15,6 +15,10 @@ The bridge is tested against real peers, not fakes, and a single run picks which
 ``external``
     A broker somebody else runs, at ``BRIDGE_TEST_BOOTSTRAP_SERVERS``.
 
+:class:`SecuredApacheKafkaBroker` is Apache Kafka again, with TLS and SASL listeners and
+certificates and users of its own making, for the security tests; it is not a
+``BRIDGE_TEST_KAFKA`` kind (those tests start it whatever the kind).
+
 A broker that cannot run on this machine raises :class:`BrokerUnavailableError` from
 ``start()``; the test fixture turns that into a skip with the exception's message. Every process
 started here runs in its own session with its output in a log file, and is stopped by ``stop()``,
@@ -38,6 +42,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -77,10 +82,13 @@ __all__ = [
     "EmbeddedBroker",
     "ExternalBroker",
     "KafkaBroker",
+    "SecuredApacheKafkaBroker",
+    "TlsFiles",
     "create_broker",
     "fetch_apache_kafka",
     "kafka_cache_dir",
     "main",
+    "make_tls_files",
 ]
 
 ENV_KIND = "BRIDGE_TEST_KAFKA"
@@ -352,21 +360,29 @@ def _port_open(bootstrap_servers: str) -> bool:
         return False
 
 
-def _new_admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_CLIENT_LOG)
+def _new_admin(bootstrap_servers: str, config: Mapping[str, Any] | None = None) -> AdminClient:
+    """An AdminClient; ``config`` adds settings (a secured broker's credentials)."""
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers, **(config or {})}, logger=_CLIENT_LOG
+    )
 
 
-def _answers_metadata(bootstrap_servers: str) -> bool:
+def _answers_metadata(bootstrap_servers: str, config: Mapping[str, Any] | None = None) -> bool:
     """True once a metadata request is answered and names a broker: then clients can work."""
     if not _port_open(bootstrap_servers):
         return False
     try:
-        return bool(_new_admin(bootstrap_servers).list_topics(timeout=2).brokers)
+        return bool(_new_admin(bootstrap_servers, config).list_topics(timeout=2).brokers)
     except KafkaException:
         return False
 
 
-def _await_answer(bootstrap: str, timeout_s: float, process: _BrokerProcess | None) -> None:
+def _await_answer(
+    bootstrap: str,
+    timeout_s: float,
+    process: _BrokerProcess | None,
+    config: Mapping[str, Any] | None = None,
+) -> None:
     """Wait for the broker to answer, failing fast (with its log) if its process dies first."""
 
     def ready() -> bool:
@@ -375,7 +391,7 @@ def _await_answer(bootstrap: str, timeout_s: float, process: _BrokerProcess | No
             raise BrokerStartError(
                 f"broker exited with {code} before answering; {_log_tail(process.log_path)}"
             )
-        return _answers_metadata(bootstrap)
+        return _answers_metadata(bootstrap, config)
 
     try:
         _wait_until(ready, timeout_s, f"a metadata answer from {bootstrap}")
@@ -476,7 +492,7 @@ class KafkaBroker(abc.ABC):
     def admin(self) -> AdminClient:
         """An AdminClient for this broker, shared by the helpers below."""
         if self._admin is None:
-            self._admin = _new_admin(self.bootstrap_servers)
+            self._admin = _new_admin(self.bootstrap_servers, self.client_config())
         return self._admin
 
     def create_topic(
@@ -561,7 +577,12 @@ class _LocalProcessBroker(KafkaBroker):
             argv, self._state.path / "broker.log", detach=self.options.detach
         )
         try:
-            _await_answer(self.bootstrap_servers, self.options.start_timeout_s, self._process)
+            _await_answer(
+                self.bootstrap_servers,
+                self.options.start_timeout_s,
+                self._process,
+                self.client_config(),
+            )
         except BaseException:
             self._stop_process()
             raise
@@ -837,6 +858,10 @@ class ApacheKafkaBroker(_LocalProcessBroker):
             "num.recovery.threads.per.data.dir": "1",
         }
 
+    def _format_options(self) -> list[str]:
+        """Extra ``kafka-storage format`` options (a secured broker's SCRAM users)."""
+        return []
+
     def _format_storage(self, java: str, libs: Path, state_dir: Path) -> None:
         """``kafka-storage.sh format``: KRaft refuses to start on an unformatted log dir."""
         argv = [
@@ -847,6 +872,7 @@ class ApacheKafkaBroker(_LocalProcessBroker):
             _random_cluster_id(),
             "--config",
             str(state_dir / "server.properties"),
+            *self._format_options(),
         ]
         with (state_dir / "broker.log").open("ab") as log:
             result = subprocess.run(
@@ -875,6 +901,211 @@ def _java_argv(java: str, libs: Path, heap: str, state_dir: Path) -> list[str]:
 def _properties_text(properties: Mapping[str, str]) -> str:
     lines = [f"{key}={value}" for key, value in properties.items()]
     return "# Generated by kafka_eventbridge.testing.brokers\n" + "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- apache, secured
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a secured broker and its clients; one test CA signs every certificate."""
+
+    #: The CA certificate: clients' ``ssl.ca.location``, the broker's truststore.
+    ca: Path
+    #: The broker's private key followed by its certificate chain: a PEM keystore.
+    broker: Path
+    #: A client certificate (CN=bridge) for mutual TLS, and its encrypted private key.
+    client_certificate: Path
+    client_key: Path
+    client_key_password: str
+
+
+def make_tls_files(
+    directory: Path, hosts: Sequence[str] = ("localhost", _LOCALHOST), key_password: str = ""
+) -> TlsFiles:
+    """A new CA, a broker certificate naming ``hosts`` and a client certificate, as PEM files.
+
+    Made with ``cryptography`` (a test dependency), valid for 30 days. The client key is
+    encrypted (with ``key_password``, random if empty), as production keys usually are.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = _issue("kafka-eventbridge test CA", None, hosts=(), ca=True)
+    broker_key, broker_cert = _issue("broker", (ca_key, ca_cert), hosts=hosts, ca=False)
+    client_key, client_cert = _issue("bridge", (ca_key, ca_cert), hosts=(), ca=False)
+    pem = serialization.Encoding.PEM
+    password = key_password or secrets.token_hex(12)
+    files = TlsFiles(
+        ca=directory / "ca.pem",
+        broker=directory / "broker.pem",
+        client_certificate=directory / "client.pem",
+        client_key=directory / "client.key",
+        client_key_password=password,
+    )
+    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    plain_key = broker_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    files.broker.write_bytes(plain_key + broker_cert.public_bytes(pem) + ca_cert.public_bytes(pem))
+    files.client_certificate.write_bytes(client_cert.public_bytes(pem))
+    encryption = serialization.BestAvailableEncryption(password.encode())
+    files.client_key.write_bytes(
+        client_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, encryption)
+    )
+    return files
+
+
+def _issue(
+    name: str, issuer: tuple[Any, Any] | None, *, hosts: Sequence[str], ca: bool
+) -> tuple[Any, Any]:
+    """A key and a certificate for ``name``, signed by ``issuer`` (key, cert) or self-signed."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer_key, signer_cert = issuer if issuer is not None else (key, None)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if signer_cert is None else signer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if hosts:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return key, builder.sign(signer_key, hashes.SHA256())
+
+
+_SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+class SecuredApacheKafkaBroker(ApacheKafkaBroker):
+    """Apache Kafka with TLS and SASL, for the security tests: certificates and users made here.
+
+    Listeners, all on loopback:
+
+    * ``SASL_SSL`` (:attr:`bootstrap_servers`): SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN over
+      TLS; a client certificate is verified when one is presented (``ssl.client.auth=requested``).
+    * ``SSL`` (:attr:`ssl_bootstrap_servers`): mutual TLS, a client certificate required.
+    * PLAINTEXT for the broker's own inter-broker and KRaft controller traffic, never for clients.
+
+    The users :data:`USERS` exist for every mechanism, with random passwords
+    (:attr:`passwords`); SCRAM credentials are written by ``kafka-storage format --add-scram``.
+    The helpers of :class:`KafkaBroker` (topics, :meth:`client_config`) act as ``admin`` over
+    SCRAM-SHA-512. Certificates are in :attr:`tls`. The broker's names 127.0.0.1 only, which
+    is where clients connect, so hostname verification (librdkafka's default) passes; a client
+    that connects as ``localhost`` (same socket, a name the certificate lacks) is refused.
+    """
+
+    USERS = ("admin", "bridge")
+    SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+    _state_prefix = "kafka-eventbridge-apache-secured-"
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        super().__init__(options)
+        self.passwords = {user: secrets.token_hex(12) for user in self.USERS}
+        self._ssl_port: int | None = None
+        self._internal_port: int | None = None
+        self._tls: TlsFiles | None = None
+
+    @property
+    def tls(self) -> TlsFiles:
+        if self._tls is None:
+            raise BrokerError("no certificates before the first start()")
+        return self._tls
+
+    @property
+    def ssl_bootstrap_servers(self) -> str:
+        """The mutual-TLS listener (security.protocol=SSL)."""
+        return "" if self._ssl_port is None else f"{_LOCALHOST}:{self._ssl_port}"
+
+    def sasl_config(self, user: str = "admin", mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        """librdkafka settings to log in as ``user`` on the SASL_SSL listener."""
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": mechanism,
+            "sasl.username": user,
+            "sasl.password": self.passwords[user],
+            "ssl.ca.location": str(self.tls.ca),
+        }
+
+    def mtls_config(self) -> dict[str, str]:
+        """librdkafka settings for the client certificate (with its key password)."""
+        return {
+            "ssl.ca.location": str(self.tls.ca),
+            "ssl.certificate.location": str(self.tls.client_certificate),
+            "ssl.key.location": str(self.tls.client_key),
+            "ssl.key.password": self.tls.client_key_password,
+        }
+
+    def client_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return super().client_config({**self.sasl_config(), **(overrides or {})})
+
+    def _prepare(self, state_dir: Path) -> list[str]:
+        if self._tls is None:
+            self._tls = make_tls_files(state_dir / "tls", hosts=(_LOCALHOST,))
+        self._ssl_port = self._ssl_port or _free_port()
+        self._internal_port = self._internal_port or _free_port()
+        return super()._prepare(state_dir)
+
+    def _server_properties(self, data_dir: Path) -> dict[str, str]:
+        properties = super()._server_properties(data_dir)
+        sasl, ssl = self.bootstrap_servers, self.ssl_bootstrap_servers
+        internal = f"{_LOCALHOST}:{self._internal_port}"
+        controller = f"{_LOCALHOST}:{self._controller_port}"
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.passwords.items())
+        properties.update(
+            {
+                "listeners": f"SASL_SSL://{sasl},SSL://{ssl},INTERNAL://{internal},"
+                f"CONTROLLER://{controller}",
+                "advertised.listeners": f"SASL_SSL://{sasl},SSL://{ssl},INTERNAL://{internal}",
+                "listener.security.protocol.map": "SASL_SSL:SASL_SSL,SSL:SSL,"
+                "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name": "INTERNAL",
+                "sasl.enabled.mechanisms": ",".join([*self.SCRAM_MECHANISMS, "PLAIN"]),
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": _SCRAM_MODULE,
+                "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": _SCRAM_MODULE,
+                "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                    f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f"{plain_users};"
+                ),
+                "listener.name.sasl_ssl.ssl.client.auth": "requested",
+                "listener.name.ssl.ssl.client.auth": "required",
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(self.tls.broker),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.tls.ca),
+            }
+        )
+        return properties
+
+    def _format_options(self) -> list[str]:
+        return [
+            option
+            for mechanism in self.SCRAM_MECHANISMS
+            for user, password in self.passwords.items()
+            for option in ("--add-scram", f"{mechanism}=[name={user},password={password}]")
+        ]
 
 
 # --------------------------------------------------------------------------- docker
