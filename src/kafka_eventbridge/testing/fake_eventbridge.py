@@ -241,6 +241,10 @@ class Stats:
     entries_accepted: int
     entries_failed: dict[str, int]
     connections_opened: int
+    #: Calls by signature scheme (``AWS4-HMAC-SHA256``, ``AWS4-ECDSA-P256-SHA256`` for SigV4a).
+    auth_schemes: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: PutEvents calls by the global endpoint id they named.
+    endpoint_ids: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def entries_failed_total(self) -> int:
@@ -277,6 +281,14 @@ class _Recorder:
         self._entries_accepted = 0
         self._entries_failed: Counter[str] = Counter()
         self._connections_opened = 0
+        self._auth_schemes: Counter[str] = Counter()
+        self._endpoint_ids: Counter[str] = Counter()
+
+    def note_request(self, auth_scheme: str, endpoint_id: str | None) -> None:
+        with self._changed:
+            self._auth_schemes[auth_scheme or "none"] += 1
+            if endpoint_id:
+                self._endpoint_ids[endpoint_id] += 1
 
     def connection_opened(self) -> None:
         with self._changed:
@@ -336,6 +348,8 @@ class _Recorder:
                 calls_total=self._calls_total,
                 calls_by_operation=dict(self._calls_by_operation),
                 calls_by_outcome=dict(self._calls_by_outcome),
+                auth_schemes=dict(self._auth_schemes),
+                endpoint_ids=dict(self._endpoint_ids),
                 entries_accepted=self._entries_accepted,
                 entries_failed=dict(self._entries_failed),
                 connections_opened=self._connections_opened,
@@ -533,6 +547,7 @@ class _Service:
         self._region = region
         # EventIds look like UUIDs, are unique per server, and cost a counter increment.
         self._id_prefix = str(uuid.uuid4())[:24]
+        self._authorization = ""  # scheme of the call being answered (the loop is one thread)
         self._ids = itertools.count()
         self._operations: dict[str, _Handler] = {
             PUT_EVENTS: self._put,
@@ -541,10 +556,13 @@ class _Service:
             "ListEventBuses": self._list_event_buses,
         }
 
-    def handle(self, target: str | None, body: bytes) -> tuple[float, _Reply | None]:
+    def handle(
+        self, target: str | None, body: bytes, authorization: str = ""
+    ) -> tuple[float, _Reply | None]:
         """Answer one call: (delay in seconds, reply); a None reply means drop the connection."""
         state = self.state
         operation = _operation_of(target)
+        self._authorization = authorization.split(" ", 1)[0]
         try:
             reply = self._answer(operation, body, state)
         except _ApiError as error:
@@ -574,6 +592,7 @@ class _Service:
         return handler(operation, _load_payload(body), state)
 
     def _put(self, operation: str, payload: dict[str, Any], state: _FaultState) -> _Reply:
+        self.recorder.note_request(self._authorization, payload.get("EndpointId"))
         entries = _request_entries(operation, payload)
         if sum(_entry_size(e) for e in entries if isinstance(e, dict)) > self._max_request_bytes:
             raise _ApiError(
@@ -849,7 +868,9 @@ class _Server:
             error = _ApiError(405, "UnknownOperationException", "Only POST is supported")
             connection.send(error.reply(), head.keep_alive)
             return
-        delay, reply = self.service.handle(head.headers.get("x-amz-target"), request.body)
+        delay, reply = self.service.handle(
+            head.headers.get("x-amz-target"), request.body, head.headers.get("authorization", "")
+        )
         if delay > 0:
             connection.send_later(delay, reply, head.keep_alive)
         else:
