@@ -28,8 +28,13 @@ MAX_MESSAGE_HEADER = 1000  # characters of bridge.error.message kept
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",
     "acks": "all",
+}
+# Defaults a BRIDGE_KAFKA_* property may override. A dead letter that cannot be written is
+# fatal, and the partition waits behind it until then: a minute, not librdkafka's five.
+PRODUCER_TUNING = {
     "linger.ms": "5",
     "compression.type": "lz4",
+    "message.timeout.ms": "60000",
 }
 
 # Consumer-only properties the producer would warn about at every start.
@@ -59,8 +64,7 @@ def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     callback, so the producer authenticates exactly as the consumer does.
     """
     config = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
-    config.update(PRODUCER_DEFAULTS)
-    return config
+    return {**PRODUCER_TUNING, **config, **PRODUCER_DEFAULTS}
 
 
 def dead_letter_headers(record: SourceRecord, error: RecordError, attempts: int) -> Headers:
@@ -150,12 +154,24 @@ class DeadLetterProducer:
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                # Refused before it was queued (e.g. larger than message.max.bytes): this
+                # record can never be written, so it can never be resolved. Stop, readably.
+                self.pending -= 1
+                self._fail(exc.args[0], record)
+                return
 
-    def _fail(self, err: KafkaError) -> None:
+    def _fail(self, err: KafkaError, record: SourceRecord | None = None) -> None:
         if self.fatal is None:
+            where = (
+                f" (record {record.topic}[{record.partition}]@{record.offset}, "
+                f"{record.size} bytes; see BRIDGE_KAFKA_MESSAGE_MAX_BYTES)"
+                if record is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+                else ""
+            )
             self.fatal = FatalError(
                 "DeadLetterWriteFailed",
-                f"cannot write to dead-letter topic {self.topic!r}: {err.str()}",
+                f"cannot write to dead-letter topic {self.topic!r}: {err.str()}{where}",
             )
 
     def _on_error(self, err: KafkaError) -> None:

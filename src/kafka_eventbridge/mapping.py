@@ -37,6 +37,7 @@ MAX_DETAIL_TYPE = 128
 MAX_RESOURCE = 2048
 TIME_OVERHEAD = 14  # bytes the service counts for an entry that sets Time
 DEFAULT_EVENTS_SOURCE = "'kafka-eventbridge'"
+SHORTCUT_LABEL = "BRIDGE_MAP_*"
 DEFAULTS = {"detail_type": "topic", "detail": "value", "time": "timestamp"}
 _EVENTS_ONLY = ("event_bus", "trace_header")
 
@@ -109,8 +110,13 @@ def entry_size(
 ) -> int:
     """The entry size by the service's formula: Time's 14 bytes plus the UTF-8 strings."""
     size = TIME_OVERHEAD if has_time else 0
-    size += len(source.encode()) + len(detail_type.encode()) + len(detail.encode())
-    return size + sum(len(r.encode()) for r in resources)
+    size += _utf8_len(source) + _utf8_len(detail_type) + _utf8_len(detail)
+    return size + sum(_utf8_len(r) for r in resources)
+
+
+def _utf8_len(text: str) -> int:
+    # isascii() is a flag lookup; encoding copies the string (a whole Detail) to count it.
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class TopicMatcher:
@@ -233,8 +239,23 @@ def _compile(route_label: str, name: str, text: str) -> Expression:
         compiled = jmespath.compile(text)
         return Expression(name, text, compiled, _evaluator(compiled.parsed))
     except JMESPathError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise ConfigError([f"{route_label}: field {name}: {detail}"]) from None
+        where = (
+            f"BRIDGE_MAP_{name.upper()}"
+            if route_label == SHORTCUT_LABEL
+            else f"{route_label}: field {name}"
+        )
+        raise ConfigError([f"{where}: {_syntax_error(exc, text)}"]) from None
+
+
+def _syntax_error(exc: JMESPathError, text: str) -> str:
+    """One line: what is wrong and where, without jmespath's multi-line caret drawing."""
+    position = getattr(exc, "lex_position", None)
+    if position is None:
+        return str(exc).splitlines()[0]
+    kind = type(exc).__name__.removesuffix("Error").replace("Expression", " expression")
+    token = getattr(exc, "token_value", None)
+    found = f", unexpected {token!r}" if token not in (None, "") else ""
+    return f"invalid JMESPath {text!r}: {kind.lower()} at column {position}{found}"
 
 
 def compile_route(index: int, spec: RouteSpec, api: Api, label: str | None = None) -> Route:
@@ -294,6 +315,8 @@ def _check_constants(route: Route, api: Api) -> list[str]:
 
 
 def check_source(value: Any, api: Api) -> str:
+    if isinstance(value, str) and _valid_source(value, api):
+        return value
     if not isinstance(value, str) or not value:
         raise RecordError(
             Stage.MAP, "InvalidSource", f"source must be a non-empty string, got {_kind(value)}"
@@ -311,6 +334,14 @@ def check_source(value: Any, api: Api) -> str:
             f"source {value!r} is not a partner event source name (aws.partner/<domain>/<name>)",
         )
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_source(value: str, api: Api) -> bool:
+    """A bridge sends the same few sources millions of times: remember which are valid."""
+    return 0 < len(value) <= MAX_SOURCE and (
+        api is not Api.PARTNER or PARTNER_SOURCE.fullmatch(value) is not None
+    )
 
 
 def check_detail_type(value: Any) -> str:
@@ -514,7 +545,7 @@ def load_routes(settings: MappingSettings, api: Api, topics: Sequence[str]) -> l
         routes = _compile_all(specs, api)
     else:
         spec = RouteSpec(topics=["^.*"], **settings.shortcut())
-        routes = [compile_route(0, spec, api, label="BRIDGE_MAP_*")]
+        routes = [compile_route(0, spec, api, label=SHORTCUT_LABEL)]
     uncovered = [
         t for t in topics if not t.startswith("^") and not any(r.topics.matches(t) for r in routes)
     ]

@@ -187,7 +187,7 @@ def test_shortcut_settings_and_events_api(
         ),
         (
             {"BRIDGE_MAP_SOURCE": "'aws.partner/a.com/x'", "BRIDGE_MAP_DETAIL_TYPE": "value.["},
-            "BRIDGE_MAP_*: field detail_type: ",
+            "BRIDGE_MAP_DETAIL_TYPE: invalid JMESPath",
         ),
     ],
 )

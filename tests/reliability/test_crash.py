@@ -1,0 +1,98 @@
+"""kill -9 of the bridge at random moments while records keep arriving.
+
+SIGKILL gives the bridge no chance to drain, commit or leave the group: whatever it had
+published but not yet committed is redelivered by the next process. That may duplicate
+entries, never lose one: the committed offset only ever passes records that are resolved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from tests.integration.conftest import BridgeFactory
+from tests.integration.support import committed, wait_until
+from tests.reliability.harness import (
+    LoadProducer,
+    Results,
+    SeededRandom,
+    dead_lettered_ids,
+    delivered_ids,
+    offsets_sum,
+    tally,
+)
+
+pytestmark = pytest.mark.reliability
+
+CYCLES = 5
+PARTITIONS = 4
+RECORDS = 100_000  # at most: production stops after the last kill
+RATE = 500  # records a second
+MAX_BUFFERED = 2_000
+
+
+def test_kill_9_at_random_moments_under_load_loses_nothing(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+    results: Results,
+    rng: SeededRandom,
+) -> None:
+    # A little latency, so that batches are in flight when the kill lands.
+    fake.set_faults(Faults(latency_ms=20))
+    name = topic(partitions=PARTITIONS)
+    settings = {"BRIDGE_MAX_BUFFERED_RECORDS": str(MAX_BUFFERED)}
+    started = time.monotonic()
+    load = LoadProducer(kafka_broker, name, "kill", RECORDS, RATE)
+    load.start()
+
+    delays = []
+    for _ in range(CYCLES):
+        process = bridge(name, group, fake.url, **settings)
+        # After a SIGKILL the group waits out the dead member's session before it assigns.
+        process.wait_ready(kafka_broker.capabilities.group_settle_s * 2)
+        delays.append(round(rng.uniform(0.2, 3.0), 2))
+        time.sleep(delays[-1])
+        assert process.running, f"the bridge exited on its own:\n{process.log()[-3000:]}"
+        process.kill()
+    load.stop()
+    produced = load.finish()
+    killed_at = len(set(delivered_ids(fake)))
+
+    final = bridge(name, group, fake.url, **settings)
+    final.wait_ready(kafka_broker.capabilities.group_settle_s * 2)
+    wait_until(
+        lambda: offsets_sum(committed(kafka_broker, group, name, PARTITIONS)) == len(produced),
+        180,
+        "the clean run to commit every record",
+        interval=1,
+    )
+    assert final.terminate() == 0
+
+    figures = results.report(
+        tally(
+            "kill -9 x5 under load",
+            kafka_broker,
+            produced,
+            delivered_ids(fake),
+            dead_lettered_ids(kafka_broker, dlq),
+            seconds=time.monotonic() - started,
+            kills=CYCLES,
+            kill_delays_s=delays,
+            seed=rng.initial_seed,
+            delivered_before_clean_run=killed_at,
+        )
+    )
+    assert 0 < killed_at < len(produced), "the kills should land mid-stream"
+    assert figures.lost == 0
+    assert figures.dead_lettered == 0
+    # What a kill can redeliver is what was published since the last commit (every 200 ms
+    # here) plus what sat in the buffer: a few thousand records at most per kill.
+    assert figures.duplicates <= CYCLES * 2 * MAX_BUFFERED
