@@ -88,6 +88,10 @@ CALL_CODES: dict[str, Kind] = {
     "NotAuthorizedForSourceException": Kind.FATAL,
     "InvalidAccountIdException": Kind.FATAL,
     "UnknownOperationException": Kind.FATAL,
+    # S3, for offloaded payloads: the bucket or the right to write to it is missing.
+    "NoSuchBucket": Kind.FATAL,
+    "InvalidAccessKeyId": Kind.FATAL,
+    "AllAccessDisabled": Kind.FATAL,
 }
 
 

@@ -28,6 +28,7 @@ from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kafka_eventbridge.errors import ConfigError, RecordError, Stage
+from kafka_eventbridge.offload import OffloadPolicy, Upload
 from kafka_eventbridge.records import SourceRecord, decode_value, envelope
 from kafka_eventbridge.settings import Api, MappingSettings, Tombstones, ValueFormat
 
@@ -77,6 +78,8 @@ class Entry:
     event_bus: str | None
     trace_header: str | None
     size: int
+    # The S3 object to store before sending, when the Detail was offloaded (claim check).
+    upload: Upload | None = None
 
     def request(self) -> dict[str, Any]:
         """The entry in the shape of boto3's ``Entries`` parameter."""
@@ -452,6 +455,7 @@ class Mapper:
         event_bus: str | None = None,
         value_decoder: Callable[[bytes, SourceRecord], Any] | None = None,
         key_decoder: Callable[[bytes, SourceRecord], Any] | None = None,
+        offload: OffloadPolicy | None = None,
     ) -> None:
         self.routes = list(routes)
         self.api = api
@@ -460,6 +464,7 @@ class Mapper:
         self.tombstones = tombstones
         self.event_bus = event_bus if api is Api.EVENTS else None
         self._by_topic: dict[str, list[Route]] = {}
+        self.offload = offload
         # Schema Registry formats (schemas.build_decoders); None: decode_value / the key as text.
         if value_format.uses_registry and value_decoder is None:
             raise ValueError(f"value format {value_format.value} needs a value_decoder")
@@ -517,13 +522,19 @@ class Mapper:
             else None
         )
         size = entry_size(source, detail_type, detail, resources or (), time is not None)
+        upload = None
+        if size > self.max_bytes and self.offload is not None:
+            planned = self.offload.plan(detail, record.topic, record.partition, record.offset)
+            if planned is not None:
+                detail, upload = planned
+                size = entry_size(source, detail_type, detail, resources or (), time is not None)
         if size > self.max_bytes:
             raise RecordError(
                 Stage.VALIDATE,
                 "EntryTooLarge",
                 f"entry is {size} bytes, limit {self.max_bytes} (BRIDGE_EVENTBRIDGE_*_MAX_BYTES)",
             )
-        return Entry(source, detail_type, detail, resources, time, bus, trace, size)
+        return Entry(source, detail_type, detail, resources, time, bus, trace, size, upload)
 
     def _detail(self, route: Route, env: dict[str, Any], record: SourceRecord) -> str:
         if (

@@ -133,6 +133,8 @@ class EventBridgeSettings(_Group):
     api: Api = Api.PARTNER
     event_bus: str | None = Field(default=None, min_length=1, max_length=1600)
     region: str | None = None
+    # A PutEvents global endpoint (Route 53 failover between two regions); needs SigV4a.
+    endpoint_id: str | None = Field(default=None, min_length=1, max_length=50)
     partner_max_bytes: int = Field(default=262_144, ge=1024)
     events_max_bytes: int = Field(default=1_048_576, ge=1024)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -178,7 +180,7 @@ class MappingSettings(_Group):
 
 
 class PipelineSettings(_Group):
-    max_in_flight_requests: int = Field(default=16, ge=1, le=256)
+    max_in_flight_requests: int = Field(default=64, ge=1, le=256)
     batch_max_entries: int | None = Field(default=None, ge=1, le=20)
     batch_linger_ms: int = Field(default=20, ge=0, le=60_000)
     consume_batch_size: int = Field(default=500, ge=1, le=100_000)
@@ -218,6 +220,16 @@ class MskSettings(_Group):
     iam_region: str | None = None  # the cluster's region when it differs from the bus's
 
 
+class OffloadSettings(_Group):
+    """Large payloads to S3 (claim check): off unless a bucket is named."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}OFFLOAD_S3_", frozen=True)
+
+    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    prefix: str = "kafka-eventbridge/"
+    field: str | None = None  # a dotted path into Detail; unset: the whole Detail
+
+
 @dataclass(frozen=True)
 class KafkaProperties:
     """librdkafka properties from ``BRIDGE_KAFKA_<PROPERTY>``; repr never shows secrets."""
@@ -242,6 +254,7 @@ class Settings:
     pipeline: PipelineSettings
     telemetry: TelemetrySettings
     msk: MskSettings
+    offload: OffloadSettings
 
     @property
     def dlq_topic(self) -> str:
@@ -261,6 +274,7 @@ class Settings:
             self.pipeline,
             self.telemetry,
             self.msk,
+            self.offload,
         )
         for group in groups:
             prefix = group.model_config.get("env_prefix", PREFIX)
@@ -293,6 +307,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "pipeline": PipelineSettings,
     "telemetry": TelemetrySettings,
     "msk": MskSettings,
+    "offload": OffloadSettings,
 }
 
 
@@ -415,6 +430,7 @@ def _cross_checks(settings: Settings) -> list[str]:
             "BRIDGE_EVENTBRIDGE_EVENT_BUS: only for BRIDGE_EVENTBRIDGE_API=events; "
             "PutPartnerEvents writes to the partner event source named by the mapped Source"
         )
+    problems.extend(_endpoint_problems(settings.eventbridge))
     if settings.batch_max_entries > api.max_entries:
         problems.append(
             f"BRIDGE_BATCH_MAX_ENTRIES: {settings.batch_max_entries} is above the "
@@ -437,6 +453,24 @@ def _cross_checks(settings: Settings) -> list[str]:
         if not value:
             problems.append(f"{property_variable(prop)}: empty value for librdkafka '{prop}'")
     return problems
+
+
+def _endpoint_problems(eventbridge: EventBridgeSettings) -> list[str]:
+    if eventbridge.endpoint_id is None:
+        return []
+    if eventbridge.api is Api.PARTNER:
+        return [
+            "BRIDGE_EVENTBRIDGE_ENDPOINT_ID: global endpoints are for PutEvents "
+            "(BRIDGE_EVENTBRIDGE_API=events); PutPartnerEvents has none"
+        ]
+    from botocore.compat import HAS_CRT
+
+    if not HAS_CRT:
+        return [
+            "BRIDGE_EVENTBRIDGE_ENDPOINT_ID: global endpoints are signed with SigV4a, which "
+            "needs the AWS CRT (pip install 'boto3[crt]')"
+        ]
+    return []
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

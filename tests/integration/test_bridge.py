@@ -329,3 +329,28 @@ def test_rate_limit_caps_entries_per_second(
     busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
     assert busiest <= 2 * rate + 20
     assert times[-1] - times[0] >= (1_200 - 2 * rate) / rate * 0.9
+
+
+def test_put_events_to_a_global_endpoint_is_signed_with_sigv4a(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    name = topic(partitions=1)
+    produce(kafka_broker, name, json_values("g", 30))
+    process = bridge(
+        name,
+        group,
+        fake.url,
+        BRIDGE_EVENTBRIDGE_API="events",
+        BRIDGE_EVENTBRIDGE_ENDPOINT_ID="abcde.veo",
+        BRIDGE_MAP_SOURCE="'acme.orders'",
+    )
+    wait_until(lambda: fake.stats().entries_accepted >= 30, 60, "entries accepted")
+    assert process.terminate() == 0
+    stats = fake.stats()
+    assert stats.endpoint_ids == {"abcde.veo": stats.calls_total}
+    assert set(stats.auth_schemes) == {"AWS4-ECDSA-P256-SHA256"}

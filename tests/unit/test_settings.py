@@ -291,3 +291,23 @@ def test_unknown_variables_are_listed() -> None:
     }
 
     assert unknown_variables(environ) == ["BRIDGE_LOG_LEVLE", "BRIDGE_MAP_DETAILS"]
+
+
+def test_a_global_endpoint_is_for_put_events_only() -> None:
+    refused = problems({**REQUIRED, "BRIDGE_EVENTBRIDGE_ENDPOINT_ID": "abcde.veo"})
+    assert any(
+        p.startswith("BRIDGE_EVENTBRIDGE_ENDPOINT_ID: global endpoints are for PutEvents")
+        for p in refused
+    )
+    settings = load(BRIDGE_EVENTBRIDGE_API="events", BRIDGE_EVENTBRIDGE_ENDPOINT_ID="abcde.veo")
+    assert settings.eventbridge.endpoint_id == "abcde.veo"
+
+
+def test_offload_settings_default_off() -> None:
+    assert load().offload.bucket is None
+    on = load(BRIDGE_OFFLOAD_S3_BUCKET="large-events", BRIDGE_OFFLOAD_S3_FIELD="payload")
+    assert (on.offload.bucket, on.offload.prefix, on.offload.field) == (
+        "large-events",
+        "kafka-eventbridge/",
+        "payload",
+    )

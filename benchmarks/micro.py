@@ -1,0 +1,179 @@
+"""CPU per record of the bridge's two halves, measured apart and without a broker.
+
+``loop``: the main loop's work per record — ``Bridge.submit`` (decode, map, batch), sending
+batches, settling their (instantly successful) results and moving the watermark — on real
+``confluent_kafka.Message`` objects, with the publisher replaced by one that accepts every
+entry at once. ``publish``: one thread's CPU per 20-entry call, the bridge's call path and
+boto3's, against a stand-in in its own process.
+
+CPU time, not wall time, so the numbers hold on a busy machine; medians of ``--repeat``.
+Run as ``python -m benchmarks.micro [loop|publish|all]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from confluent_kafka import Message
+
+from benchmarks.workload import DETAIL_TYPE, PARTITIONS, PARTNER_SOURCE, record_value
+from kafka_eventbridge.app import Bridge
+from kafka_eventbridge.batching import Batch
+from kafka_eventbridge.classify import BatchOutcome
+from kafka_eventbridge.mapping import Entry
+from kafka_eventbridge.publisher import Completion, DirectPut
+from kafka_eventbridge.settings import load_settings
+from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridgeProcess
+
+TOPIC = "orders"
+
+
+class _InstantPublisher:
+    """Accepts every batch at once: what is left is the main loop's own work."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._done: list[Completion] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.max_in_flight - self.in_flight
+
+    def submit(self, batch: Batch) -> None:
+        self.in_flight += 1
+        self._done.append(Completion(batch, BatchOutcome(accepted=list(batch.items)), 0.001))
+
+    def completions(self, timeout: float = 0.0) -> list[Completion]:
+        done, self._done = self._done, []
+        self.in_flight -= len(done)
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def _messages(count: int) -> list[Message]:
+    now = int(time.time() * 1000)
+    return [
+        Message(
+            topic=TOPIC,
+            partition=i % PARTITIONS,
+            offset=i // PARTITIONS,
+            key=str(i).encode(),
+            value=record_value(i),
+            headers=None,
+            timestamp=(1, now),
+        )
+        for i in range(count)
+    ]
+
+
+def _bridge() -> Bridge:
+    env = {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "BRIDGE_KAFKA_TOPICS": TOPIC,
+        "BRIDGE_MAP_SOURCE": f"'{PARTNER_SOURCE}'",
+        "BRIDGE_MAP_DETAIL_TYPE": "value.type || topic",
+        "BRIDGE_EVENTBRIDGE_REGION": "us-east-1",
+    }
+    bridge = Bridge(load_settings(env))
+    bridge.partitions_assigned([(TOPIC, p) for p in range(PARTITIONS)])
+    bridge.publisher = _InstantPublisher(bridge.publisher.max_in_flight)  # type: ignore[assignment]
+    return bridge
+
+
+def loop_us_per_record(count: int = 50_000, chunk: int = 500) -> float:
+    """Main-loop CPU per record: submit in consume-sized chunks, then send and settle."""
+    bridge = _bridge()
+    messages = _messages(count)
+    started = time.thread_time()
+    for start in range(0, count, chunk):
+        now = time.monotonic()
+        for message in messages[start : start + chunk]:
+            bridge.submit(message, now)
+        while bridge.batcher:
+            bridge.pump(bridge.publisher.completions(), now, force=True)
+        bridge.pump(bridge.publisher.completions(), now)
+    spent = time.thread_time() - started
+    assert bridge.tracker.unresolved() == 0
+    bridge.dead_letters.flush(0)
+    return spent / count * 1e6
+
+
+def _entries(count: int) -> list[Entry]:
+    when = datetime.datetime.now(datetime.UTC).replace(microsecond=123_000)
+    return [
+        Entry(PARTNER_SOURCE, DETAIL_TYPE, record_value(i).decode(), None, when, None, None, 0)
+        for i in range(count)
+    ]
+
+
+def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
+    """One thread's CPU per 20-entry call: the bridge's call path, and boto3's."""
+    client: Any = boto3.session.Session().client(
+        "events",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - the stand-in checks no signature
+        config=Config(
+            retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False
+        ),
+    )
+    entries = _entries(20)
+    requests = [e.request() for e in entries]
+    direct = DirectPut(client, "PutPartnerEvents")
+    paths: dict[str, Callable[[], Any]] = {
+        "bridge call path": lambda: direct(entries),
+        "boto3 put_partner_events": lambda: client.put_partner_events(Entries=requests),
+    }
+    result = {}
+    for name, call in paths.items():
+        call()
+        started = time.thread_time()
+        for _ in range(calls):
+            call()
+        result[name] = (time.thread_time() - started) / calls * 1e6
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.micro")
+    parser.add_argument("what", nargs="?", choices=["loop", "publish", "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    logging.disable(logging.CRITICAL)  # the dead-letter producer has no broker to talk to
+    if args.what in ("loop", "all"):
+        runs = [loop_us_per_record() for _ in range(args.repeat)]
+        print(
+            f"main loop: {statistics.median(runs):.1f} us CPU per record "
+            f"(runs {', '.join(f'{r:.1f}' for r in runs)})"
+        )
+    if args.what in ("publish", "all"):
+        with FakeEventBridgeProcess(store="counts") as fake:
+            runs_by_path: dict[str, list[float]] = {}
+            for _ in range(args.repeat):
+                for name, value in publish_us_per_call(fake.url).items():
+                    runs_by_path.setdefault(name, []).append(value)
+        for name, runs in runs_by_path.items():
+            print(
+                f"{name}: {statistics.median(runs):.0f} us CPU per 20-entry call "
+                f"({statistics.median(runs) / 20:.1f} us per entry)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
