@@ -78,3 +78,9 @@ def test_samples_map_with_the_partner_example() -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 4
     assert '"entry"' in lines[0] and '"skipped"' in lines[1] and '"dead_letter"' in lines[3]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (CONFIG.parent / "README.md").read_text()
+    missing = {name for name in setting_variables() if f"`{name}`" not in readme}
+    assert not missing, f"add to README's settings: {sorted(missing)}"
