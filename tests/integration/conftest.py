@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from kafka_eventbridge.testing.brokers import KafkaBroker
 from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
-from tests.integration.support import BridgeProcess, bridge_env, unique
+from tests.integration.support import BridgeProcess, bridge_env, committed, unique
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +82,40 @@ def dlq(kafka_broker: KafkaBroker, group: str) -> str:
     name = f"{group}.dlq"
     kafka_broker.create_topic(name, 1)
     return name
+
+
+@dataclass
+class Scenario:
+    """What one bridge test works with: the broker, the stand-in, its group and topics."""
+
+    broker: KafkaBroker
+    fake: FakeEventBridge
+    group: str
+    dlq: str
+    create_topic: Callable[..., str]
+    start_bridge: BridgeFactory
+
+    def topic(self, name: str = "orders", partitions: int = 3) -> str:
+        return self.create_topic(name, partitions)
+
+    def bridge(self, topic: str, endpoint: str | None = None, **extra: str) -> BridgeProcess:
+        """``kafka-eventbridge run`` on ``topic`` in this group, against the stand-in."""
+        return self.start_bridge(topic, self.group, endpoint or self.fake.url, **extra)
+
+    def committed(self, topic: str, partitions: int) -> dict[int, int]:
+        return committed(self.broker, self.group, topic, partitions)
+
+    def total_committed(self, topic: str, partitions: int) -> int:
+        return sum(self.committed(topic, partitions).values())
+
+
+@pytest.fixture
+def scenario(
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> Scenario:
+    return Scenario(kafka_broker, fake, group, dlq, topic, bridge)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 import orjson
 import pytest
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
 from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import Scenario
 from tests.integration.support import (
-    committed,
     headers_of,
     ids_of,
     json_values,
@@ -29,62 +26,47 @@ def delivered_ids(fake: FakeEventBridge) -> list[str]:
 
 
 def test_ten_thousand_records_delivered_exactly_once_and_committed(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic(partitions=4)
-    produce(kafka_broker, name, json_values("r", 10_000))
-    process = bridge(name, group, fake.url)
-    wait_until(lambda: fake.stats().entries_accepted >= 10_000, 120, "10k entries accepted")
+    name = scenario.topic(partitions=4)
+    produce(scenario.broker, name, json_values("r", 10_000))
+    process = scenario.bridge(name)
     wait_until(
-        lambda: sum(committed(kafka_broker, group, name, 4).values()) == 10_000, 30, "commits"
+        lambda: scenario.fake.stats().entries_accepted >= 10_000, 120, "10k entries accepted"
     )
+    wait_until(lambda: scenario.total_committed(name, 4) == 10_000, 30, "commits")
     assert process.terminate() == 0
-    ids = delivered_ids(fake)
+    ids = delivered_ids(scenario.fake)
     assert len(ids) == 10_000
     assert len(set(ids)) == 10_000  # no duplicates on a clean run
-    entry = fake.entries(limit=1)[0].entry
+    entry = scenario.fake.entries(limit=1)[0].entry
     assert entry["Source"] == "aws.partner/example.com/orders"
     assert entry["DetailType"] == "order.created"
     assert "Time" in entry  # the record timestamp
 
 
 def test_throttled_entries_are_retried_until_delivered(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 0.3}, seed=7))
-    name = topic()
-    produce(kafka_broker, name, json_values("t", 2_000))
-    process = bridge(name, group, fake.url, BRIDGE_RETRY_BACKOFF_INITIAL_MS="20")
-    wait_until(lambda: len(set(delivered_ids(fake))) >= 2_000, 120, "all entries delivered")
+    scenario.fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 0.3}, seed=7))
+    name = scenario.topic()
+    produce(scenario.broker, name, json_values("t", 2_000))
+    process = scenario.bridge(name, BRIDGE_RETRY_BACKOFF_INITIAL_MS="20")
     wait_until(
-        lambda: sum(committed(kafka_broker, group, name, 3).values()) == 2_000, 30, "commits"
+        lambda: len(set(delivered_ids(scenario.fake))) >= 2_000, 120, "all entries delivered"
     )
+    wait_until(lambda: scenario.total_committed(name, 3) == 2_000, 30, "commits")
     assert process.metric("kafka_eventbridge_retries_total") > 0
     assert process.metric("kafka_eventbridge_entry_failures_total") > 0
     assert process.terminate() == 0
-    assert fake.stats().entries_failed.get("ThrottlingException", 0) > 0
-    assert read_all(kafka_broker, dlq, expected=1, timeout=3) == []
+    assert scenario.fake.stats().entries_failed.get("ThrottlingException", 0) > 0
+    assert read_all(scenario.broker, scenario.dlq, expected=1, timeout=3) == []
 
 
 def test_bad_records_and_permanent_failures_are_dead_lettered_with_headers(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic(partitions=1)
+    name = scenario.topic(partitions=1)
     good = json_values("g", 20)
     values = [
         *good[:10],
@@ -94,13 +76,13 @@ def test_bad_records_and_permanent_failures_are_dead_lettered_with_headers(
         orjson.dumps({"id": "perm", "type": "order.created", "__fail": "MalformedDetail"}),
         *good[10:],
     ]
-    produce(kafka_broker, name, values, headers=[("trace-id", b"abc")])
-    process = bridge(name, group, fake.url)
-    dead = read_all(kafka_broker, dlq, expected=4, timeout=60)
-    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == len(values), 30, "commit")
+    produce(scenario.broker, name, values, headers=[("trace-id", b"abc")])
+    process = scenario.bridge(name)
+    dead = read_all(scenario.broker, scenario.dlq, expected=4, timeout=60)
+    wait_until(lambda: scenario.committed(name, 1)[0] == len(values), 30, "commit")
     assert process.terminate() == 0
 
-    assert sorted(delivered_ids(fake)) == sorted(ids_of(orjson.loads(v) for v in good))
+    assert sorted(delivered_ids(scenario.fake)) == sorted(ids_of(orjson.loads(v) for v in good))
     by_offset = {int(headers_of(m)["bridge.source.offset"] or 0): m for m in dead}
     assert sorted(by_offset) == [10, 11, 12, 13]
     expected = {
@@ -124,78 +106,59 @@ def test_bad_records_and_permanent_failures_are_dead_lettered_with_headers(
 
 
 def test_access_denied_is_fatal_and_commits_nothing(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    fake.set_faults(Faults(deny=True))
-    name = topic()
-    produce(kafka_broker, name, json_values("d", 300))
-    process = bridge(name, group, fake.url)
+    scenario.fake.set_faults(Faults(deny=True))
+    name = scenario.topic()
+    produce(scenario.broker, name, json_values("d", 300))
+    process = scenario.bridge(name)
     code = process.wait(60)
     assert code != 0
-    assert sum(committed(kafka_broker, group, name, 3).values()) == 0
-    assert read_all(kafka_broker, dlq, expected=1, timeout=3) == []
+    assert scenario.total_committed(name, 3) == 0
+    assert read_all(scenario.broker, scenario.dlq, expected=1, timeout=3) == []
     fatal = [line for line in process.log_lines() if line.get("level") == "error"]
     assert len(fatal) == 1
     assert "AccessDeniedException" in fatal[0]["message"]
 
 
 def test_sigterm_drains_commits_and_a_restart_resumes_without_loss(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    fake.set_faults(Faults(latency_ms=30))
-    name = topic()
+    scenario.fake.set_faults(Faults(latency_ms=30))
+    name = scenario.topic()
     total = 6_000
-    produce(kafka_broker, name, json_values("s", total))
+    produce(scenario.broker, name, json_values("s", total))
     # A small buffer, so that the drain on SIGTERM covers only part of the backlog.
-    first = bridge(
+    first = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_MAX_IN_FLIGHT_REQUESTS="2",
         BRIDGE_MAX_BUFFERED_RECORDS="300",
         BRIDGE_CONSUME_BATCH_SIZE="100",
     )
-    wait_until(lambda: fake.stats().entries_accepted >= 1_000, 60, "some entries accepted")
+    wait_until(lambda: scenario.fake.stats().entries_accepted >= 1_000, 60, "some entries accepted")
     assert first.terminate() == 0  # mid-stream
-    accepted = set(delivered_ids(fake))
-    marks = committed(kafka_broker, group, name, 3)
+    accepted = set(delivered_ids(scenario.fake))
+    marks = scenario.committed(name, 3)
     assert 0 < sum(marks.values()) < total
     # Everything below each committed offset was delivered (the drain committed it all).
     assert sum(marks.values()) <= len(accepted)
 
-    second = bridge(name, group, fake.url)
-    wait_until(lambda: len(set(delivered_ids(fake))) >= total, 120, "the rest delivered")
-    wait_until(
-        lambda: sum(committed(kafka_broker, group, name, 3).values()) == total, 30, "commits"
-    )
+    second = scenario.bridge(name)
+    wait_until(lambda: len(set(delivered_ids(scenario.fake))) >= total, 120, "the rest delivered")
+    wait_until(lambda: scenario.total_committed(name, 3) == total, 30, "commits")
     assert second.terminate() == 0
-    ids = delivered_ids(fake)
+    ids = delivered_ids(scenario.fake)
     assert set(ids) == {f"s-{i}" for i in range(total)}
     duplicates = sum(c - 1 for c in Counter(ids).values())
     assert duplicates == 0  # a drained stop leaves nothing to redeliver
 
 
 def test_two_bridges_in_one_group_split_the_partitions(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic(partitions=4)
-    one = bridge(name, group, fake.url)
-    two = bridge(name, group, fake.url)
+    name = scenario.topic(partitions=4)
+    one = scenario.bridge(name)
+    two = scenario.bridge(name)
     one.wait_ready()
     two.wait_ready()
 
@@ -206,29 +169,24 @@ def test_two_bridges_in_one_group_split_the_partitions(
         )
         return counts == (2.0, 2.0)
 
-    wait_until(split, kafka_broker.capabilities.group_settle_s * 2, "two partitions each")
-    produce(kafka_broker, name, json_values("p", 2_000))
-    wait_until(lambda: len(set(delivered_ids(fake))) >= 2_000, 60, "all delivered")
+    wait_until(split, scenario.broker.capabilities.group_settle_s * 2, "two partitions each")
+    produce(scenario.broker, name, json_values("p", 2_000))
+    wait_until(lambda: len(set(delivered_ids(scenario.fake))) >= 2_000, 60, "all delivered")
     assert one.metric("kafka_eventbridge_entries_published_total") > 0
     assert two.metric("kafka_eventbridge_entries_published_total") > 0
     assert one.terminate() == 0
     assert two.terminate() == 0
-    assert sum(committed(kafka_broker, group, name, 4).values()) == 2_000
+    assert scenario.total_committed(name, 4) == 2_000
 
 
 def test_health_readiness_and_metrics_endpoints(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic()
-    process = bridge(name, group, fake.url)
+    name = scenario.topic()
+    process = scenario.bridge(name)
     process.wait_ready()
     assert process.get("/healthz")[0] == 200
-    produce(kafka_broker, name, json_values("m", 100))
+    produce(scenario.broker, name, json_values("m", 100))
     wait_until(
         lambda: process.metric("kafka_eventbridge_entries_published_total") == 100, 30, "metrics"
     )
@@ -254,20 +212,13 @@ def test_health_readiness_and_metrics_endpoints(
 
 
 def test_a_bad_mapping_deploy_trips_the_dead_letter_guard(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic(partitions=1)
-    produce(kafka_broker, name, json_values("bad", 400))
+    name = scenario.topic(partitions=1)
+    produce(scenario.broker, name, json_values("bad", 400))
     # Every record maps to a DetailType that does not exist: the mapping, not the data, is wrong.
-    process = bridge(
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_MAP_DETAIL_TYPE="value.no_such_field",
         BRIDGE_DLQ_RATIO_WINDOW="100",
         BRIDGE_DLQ_MAX_RATIO="0.5",
@@ -277,30 +228,23 @@ def test_a_bad_mapping_deploy_trips_the_dead_letter_guard(
     assert len(errors) == 1
     assert "DeadLetterRatioExceeded" in errors[0]["message"]
     # It stopped early instead of dead-lettering the whole stream.
-    assert committed(kafka_broker, group, name, 1)[0] < 400
+    assert scenario.committed(name, 1)[0] < 400
 
 
 def test_retry_deadline_turns_endless_throttling_into_dead_letters(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 1.0}))
-    name = topic(partitions=1)
-    produce(kafka_broker, name, json_values("late", 30))
-    process = bridge(
+    scenario.fake.set_faults(Faults(entry_failure_rates={"ThrottlingException": 1.0}))
+    name = scenario.topic(partitions=1)
+    produce(scenario.broker, name, json_values("late", 30))
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_RETRY_DEADLINE_SECONDS="2",
         BRIDGE_RETRY_BACKOFF_INITIAL_MS="50",
         BRIDGE_RETRY_BACKOFF_MAX_MS="200",
     )
-    dead = read_all(kafka_broker, dlq, expected=30, timeout=60)
-    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == 30, 30, "commit")
+    dead = read_all(scenario.broker, scenario.dlq, expected=30, timeout=60)
+    wait_until(lambda: scenario.committed(name, 1)[0] == 30, 30, "commit")
     assert process.terminate() == 0
     assert len(dead) == 30
     for message in dead:
@@ -311,20 +255,15 @@ def test_retry_deadline_turns_endless_throttling_into_dead_letters(
 
 
 def test_rate_limit_caps_entries_per_second(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic()
-    produce(kafka_broker, name, json_values("rl", 1_200))
+    name = scenario.topic()
+    produce(scenario.broker, name, json_values("rl", 1_200))
     rate = 300
-    process = bridge(name, group, fake.url, BRIDGE_MAX_ENTRIES_PER_SECOND=str(rate))
-    wait_until(lambda: fake.stats().entries_accepted >= 1_200, 60, "all delivered")
+    process = scenario.bridge(name, BRIDGE_MAX_ENTRIES_PER_SECOND=str(rate))
+    wait_until(lambda: scenario.fake.stats().entries_accepted >= 1_200, 60, "all delivered")
     assert process.terminate() == 0
-    times = sorted(entry.received_at for entry in fake.entries())
+    times = sorted(entry.received_at for entry in scenario.fake.entries())
     # In any one-second window, no more than the rate plus the bucket's burst and one batch.
     busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
     assert busiest <= 2 * rate + 20
@@ -332,25 +271,18 @@ def test_rate_limit_caps_entries_per_second(
 
 
 def test_put_events_to_a_global_endpoint_is_signed_with_sigv4a(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    scenario: Scenario,
 ) -> None:
-    name = topic(partitions=1)
-    produce(kafka_broker, name, json_values("g", 30))
-    process = bridge(
+    name = scenario.topic(partitions=1)
+    produce(scenario.broker, name, json_values("g", 30))
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_EVENTBRIDGE_API="events",
         BRIDGE_EVENTBRIDGE_ENDPOINT_ID="abcde.veo",
         BRIDGE_MAP_SOURCE="'acme.orders'",
     )
-    wait_until(lambda: fake.stats().entries_accepted >= 30, 60, "entries accepted")
+    wait_until(lambda: scenario.fake.stats().entries_accepted >= 30, 60, "entries accepted")
     assert process.terminate() == 0
-    stats = fake.stats()
+    stats = scenario.fake.stats()
     assert stats.endpoint_ids == {"abcde.veo": stats.calls_total}
     assert set(stats.auth_schemes) == {"AWS4-ECDSA-P256-SHA256"}
