@@ -34,21 +34,18 @@ def topic(kafka_broker: KafkaBroker) -> Callable[..., str]:
     return create
 
 
+StartBridge = Callable[[dict[str, str]], BridgeProcess]
 BridgeFactory = Callable[..., BridgeProcess]
 
 
 @pytest.fixture
-def bridge(
-    kafka_broker: KafkaBroker, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[BridgeFactory]:
-    """Starts ``kafka-eventbridge run`` processes; kills any left running at the end and
-    shows their logs when the test failed."""
+def start_bridge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartBridge]:
+    """Starts ``kafka-eventbridge run`` with an environment; kills any left running at the
+    end and shows their logs when the test failed."""
     started: list[BridgeProcess] = []
 
-    def start(topic: str, group: str, endpoint: str, **extra: str) -> BridgeProcess:
-        env = bridge_env(kafka_broker, topic, group, endpoint, **extra)
-        log = tmp_path / f"bridge-{len(started)}.log"
-        process = BridgeProcess(env, log).start()
+    def start(env: dict[str, str]) -> BridgeProcess:
+        process = BridgeProcess(env, tmp_path / f"bridge-{len(started)}.log").start()
         started.append(process)
         return process
 
@@ -60,6 +57,16 @@ def bridge(
     if report is not None and report.failed:
         for process in started:
             print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
+
+
+@pytest.fixture
+def bridge(kafka_broker: KafkaBroker, start_bridge: StartBridge) -> BridgeFactory:
+    """Starts a bridge on the session's broker: topic, group and endpoint, plus settings."""
+
+    def start(topic: str, group: str, endpoint: str, **extra: str) -> BridgeProcess:
+        return start_bridge(bridge_env(kafka_broker, topic, group, endpoint, **extra))
+
+    return start
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

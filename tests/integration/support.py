@@ -132,6 +132,18 @@ def headers_of(message: Message) -> dict[str, bytes | None]:
     }
 
 
+def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``kafka-eventbridge check`` with these settings on top of this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "kafka_eventbridge", "check"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
 @dataclass
 class BridgeProcess:
     """``kafka-eventbridge run`` as a child process."""

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
 
 from kafka_eventbridge.testing.brokers import KafkaBroker
 from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
-from tests.integration.support import bridge_env, free_port
+from tests.integration.support import bridge_env, free_port, run_check
 
 pytestmark = pytest.mark.integration
 
 SECRET = "s3cr3t-do-not-print"
-
-
-def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kafka_eventbridge", "check"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_check_reports_a_usable_configuration_without_secrets(

@@ -9,11 +9,8 @@ users made by the test (:class:`SecuredApacheKafkaBroker`). It needs Java 17 and
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from kafka_eventbridge.testing.brokers import (
     make_tls_files,
 )
 from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from tests.integration.conftest import StartBridge
 from tests.integration.support import (
     BridgeProcess,
     bridge_env,
@@ -34,6 +32,7 @@ from tests.integration.support import (
     json_values,
     produce,
     read_all,
+    run_check,
     unique,
     wait_until,
 )
@@ -70,40 +69,6 @@ def setup_topics(broker: SecuredApacheKafkaBroker) -> tuple[str, str]:
     broker.create_topic(topic, 2)
     broker.create_topic(f"{group}.dlq", 1)
     return topic, group
-
-
-StartBridge = Callable[[dict[str, str]], BridgeProcess]
-
-
-@pytest.fixture
-def start_bridge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartBridge]:
-    """Starts ``kafka-eventbridge run`` with an environment; kills leftovers, shows logs."""
-    started: list[BridgeProcess] = []
-
-    def start(env: dict[str, str]) -> BridgeProcess:
-        process = BridgeProcess(env, tmp_path / f"bridge-{len(started)}.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.running:
-            process.kill()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        for process in started:
-            print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
-
-
-def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kafka_eventbridge", "check"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 def assert_one_fatal_line(process: BridgeProcess, *words: str) -> str:
