@@ -298,7 +298,6 @@ class Bridge:
     def retry(self, item: Pending, code: str, now: float, delay: float | None = None) -> None:
         if not self._current(item):
             return  # revoked meanwhile: the new owner will deliver it
-        item.last_error = code
         deadline = self.settings.pipeline.retry_deadline_seconds
         started = item.first_attempt_at if item.first_attempt_at is not None else now
         if deadline and now - started >= deadline:

@@ -38,7 +38,6 @@ class Pending:
     queued_at: float = 0.0
     attempts: int = 0
     first_attempt_at: float | None = None
-    last_error: str = ""
     solo: bool = False  # sent alone, to find the entry that made a whole request fail
 
     @property

@@ -171,18 +171,12 @@ class Route:
     detail_is_value: bool = field(default=False)
 
     def applies(self, env: dict[str, Any]) -> bool:
-        return self.when is None or _truthy(self.when.search(env))
-
-
-def _truthy(value: Any) -> bool:
-    """JMESPath's notion of truth: false, null and empty strings, lists and objects are false."""
-    if value is None or value is False:
-        return False
-    return not (isinstance(value, str | list | dict) and not value)
+        return self.when is None or not _is_false(self.when.search(env))
 
 
 def _is_false(value: Any) -> bool:
-    """jmespath's own falsiness test (equality, so that 0 does not count as false)."""
+    """JMESPath's notion of false: false, null and empty strings, lists and objects (by
+    equality, as jmespath tests it, so that 0 does not count as false)."""
     return value in ("", [], {}) or value is None or value is False
 
 
@@ -494,7 +488,7 @@ class Mapper:
         if self.key_decoder is not None and record.key is not None:
             env["key"] = self.key_decoder(record.key, record)
         route = self._select(env, record.topic)
-        if route.filter is not None and not _truthy(route.filter.search(env)):
+        if route.filter is not None and _is_false(route.filter.search(env)):
             return None
         return self._build(route, env, record)
 
