@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_eventbridge.app import Bridge
 from kafka_eventbridge.settings import load_settings
 from kafka_eventbridge.telemetry import Health, HttpServer, Metrics, configure_logging
+from kafka_eventbridge.testing import free_port
 
 TOPIC = "demo.orders"
 GROUP = "kafka-eventbridge-demo"
@@ -45,12 +45,6 @@ def sample_values(count: int) -> list[bytes]:
     for n, value in enumerate(bad):
         values.insert((n + 1) * len(values) // (len(bad) + 1), value)
     return values
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(bootstrap: str, url: str, port: int) -> dict[str, str]:
@@ -127,7 +121,7 @@ def run_demo(records: int = 300, keep_running: bool = False) -> int:
         print(
             f"  produced {len(values)} records to {TOPIC} ({PARTITIONS} partitions), 3 of them bad"
         )
-        port = int(os.environ.get("BRIDGE_HTTP_PORT") or _free_port())
+        port = int(os.environ.get("BRIDGE_HTTP_PORT") or free_port())
         os.environ.update(_environment(bootstrap, url, port))
         settings = load_settings()
         configure_logging(settings.telemetry.log_format, settings.telemetry.log_level)

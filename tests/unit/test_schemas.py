@@ -14,7 +14,6 @@ import datetime as dt
 import decimal
 import json
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from kafka_eventbridge.settings import (
     load_mapping_settings,
     load_settings,
 )
+from kafka_eventbridge.testing import free_port
 
 SOURCE = "aws.partner/acme.com/orders"
 SECRET = "s3cret-Passw0rd"
@@ -452,9 +452,7 @@ def fatal(decoder: RecordDecoder) -> FatalError:
 
 
 def test_an_unreachable_registry_is_fatal_not_a_dead_letter() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    port = free_port()  # nothing listens there
     error = fatal(http_decoder(f"http://127.0.0.1:{port}", schema_registry_timeout_seconds=2))
     assert error.code == "SchemaRegistryUnavailable"
 

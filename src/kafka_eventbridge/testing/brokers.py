@@ -61,6 +61,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from kafka_eventbridge.testing import free_port
+
 __all__ = [
     "APACHE_CAPABILITIES",
     "DEFAULT_DOCKER_IMAGE",
@@ -342,14 +344,6 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> N
         time.sleep(0.1)
 
 
-def _free_port() -> int:
-    """A loopback port free right now (the OS picks it; a race with others is unlikely)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _port_open(bootstrap_servers: str) -> bool:
     """Cheap TCP check first, so librdkafka is not asked before anything listens."""
     host, _, port = bootstrap_servers.split(",", maxsplit=1)[0].strip().rpartition(":")
@@ -571,7 +565,7 @@ class _LocalProcessBroker(KafkaBroker):
         self._refuse_unsupported_options()
         if self._state is None:
             self._state = _StateDir(self.options.state_dir, self._state_prefix)
-        self._port = self._port or _free_port()
+        self._port = self._port or free_port()
         argv = self._prepare(self._state.path)
         self._process = _BrokerProcess(
             argv, self._state.path / "broker.log", detach=self.options.detach
@@ -820,7 +814,7 @@ class ApacheKafkaBroker(_LocalProcessBroker):
         """Write server.properties, format the log dir if new, return the java command."""
         libs = fetch_apache_kafka(self.options.kafka_version)
         java = _require_tool("java", "Apache Kafka needs a Java 17+ runtime")
-        self._controller_port = self._controller_port or _free_port()
+        self._controller_port = self._controller_port or free_port()
         properties = state_dir / "server.properties"
         properties.write_text(_properties_text(self._server_properties(state_dir / "data")))
         (state_dir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
@@ -1064,8 +1058,8 @@ class SecuredApacheKafkaBroker(ApacheKafkaBroker):
     def _prepare(self, state_dir: Path) -> list[str]:
         if self._tls is None:
             self._tls = make_tls_files(state_dir / "tls", hosts=(_LOCALHOST,))
-        self._ssl_port = self._ssl_port or _free_port()
-        self._internal_port = self._internal_port or _free_port()
+        self._ssl_port = self._ssl_port or free_port()
+        self._internal_port = self._internal_port or free_port()
         return super()._prepare(state_dir)
 
     def _server_properties(self, data_dir: Path) -> dict[str, str]:

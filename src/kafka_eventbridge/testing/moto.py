@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kafka_eventbridge.testing import free_port
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -29,7 +24,7 @@ def moto_server() -> Iterator[str]:
     """moto's server on a free loopback port; yields its URL."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
