@@ -56,13 +56,23 @@ def make_client(settings: EventBridgeSettings, pool_size: int) -> EventsClient:
     Parameter validation is off: the mapper has already checked every entry against the
     API's rules, and botocore's second pass costs ~20% of a call's CPU.
     """
+    session, region, config = _aws(
+        settings, pool_size, parameter_validation=False, tcp_keepalive=True
+    )
+    return session.client("events", region_name=region, config=config)
+
+
+def _aws(
+    settings: EventBridgeSettings, pool_size: int, **options: Any
+) -> tuple[boto3.session.Session, str, Config]:
+    """What every AWS client of the bridge shares: one attempt per call (the bridge retries),
+    a connection pool as large as the calls in flight, the timeouts, and the region."""
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=pool_size,
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.read_timeout_seconds,
-        parameter_validation=False,
-        tcp_keepalive=True,
+        **options,
     )
     session = boto3.session.Session()
     region = settings.region or os.environ.get("AWS_REGION") or session.region_name
@@ -70,7 +80,7 @@ def make_client(settings: EventBridgeSettings, pool_size: int) -> EventsClient:
         raise ConfigError(
             ["BRIDGE_EVENTBRIDGE_REGION: no AWS region; set it, AWS_REGION or AWS_DEFAULT_REGION"]
         )
-    return session.client("events", region_name=region, config=config)
+    return session, region, config
 
 
 OPERATIONS = {Api.PARTNER: "PutPartnerEvents", Api.EVENTS: "PutEvents"}
@@ -227,14 +237,7 @@ def make_s3_client(settings: EventBridgeSettings, pool_size: int) -> S3Client:
     """The S3 client of the claim check: one attempt per call, like the EventBridge client
     (the bridge's own retries apply), from the same credentials and region. The endpoint can
     be overridden with ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``."""
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=pool_size,
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
-    )
-    session = boto3.session.Session()
-    region = settings.region or os.environ.get("AWS_REGION") or session.region_name
+    session, region, config = _aws(settings, pool_size)
     return session.client("s3", region_name=region, config=config)
 
 
@@ -265,15 +268,14 @@ class Publisher:
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="publish")
         self._call: Callable[[Sequence[Entry]], dict[str, Any]]
         method: Callable[..., Any] = getattr(client, _snake(OPERATIONS[api]))
-        if endpoint_id is not None:
-            # A global endpoint is resolved per call and signed with SigV4a: botocore's path.
-            self._call = lambda entries: dict(
-                method(Entries=[e.request() for e in entries], EndpointId=endpoint_id)
-            )
-        elif DirectPut.supported(client):
+        extra = {} if endpoint_id is None else {"EndpointId": endpoint_id}
+        if not extra and DirectPut.supported(client):
             self._call = DirectPut(client, OPERATIONS[api])
         else:
-            self._call = lambda entries: dict(method(Entries=[e.request() for e in entries]))
+            # A global endpoint is resolved per call and signed with SigV4a: botocore's path.
+            self._call = lambda entries: dict(
+                method(Entries=[e.request() for e in entries], **extra)
+            )
 
     @property
     def capacity(self) -> int:
