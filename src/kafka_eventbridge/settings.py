@@ -314,17 +314,9 @@ _GROUPS: dict[str, type[_Group]] = {
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise :class:`ConfigError` listing all problems."""
     env = os.environ if environ is None else environ
-    problems: list[str] = []
-    groups: dict[str, Any] = {}
-    for key, model in _GROUPS.items():
-        try:
-            groups[key] = _read_group(model, env)
-        except ValidationError as exc:
-            problems.extend(_describe(model, exc))
-    if problems:
-        raise ConfigError(problems)
+    groups = _read_groups(_GROUPS, env)
     settings = Settings(kafka_properties=KafkaProperties(kafka_passthrough(env)), **groups)
-    problems.extend(_cross_checks(settings))
+    problems = _cross_checks(settings)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -332,18 +324,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def load_mapping_settings() -> tuple[MappingSettings, EventBridgeSettings]:
     """Just what mapping needs (for ``kafka-eventbridge map``: no Kafka settings required)."""
-    problems: list[str] = []
-    loaded: list[Any] = []
-    for model in (MappingSettings, EventBridgeSettings):
-        try:
-            loaded.append(model())
-        except ValidationError as exc:
-            problems.extend(_describe(model, exc))
-    if not problems:
-        problems.extend(mapping_problems(loaded[0]))
+    groups = _read_groups({"mapping": MappingSettings, "eventbridge": EventBridgeSettings})
+    mapping: MappingSettings = groups["mapping"]
+    eventbridge: EventBridgeSettings = groups["eventbridge"]
+    problems = mapping_problems(mapping)
     if problems:
         raise ConfigError(problems)
-    return loaded[0], loaded[1]
+    return mapping, eventbridge
+
+
+def _read_groups(
+    models: Mapping[str, type[_Group]], env: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
+    """Every group validated, or one ConfigError listing the problems of all of them."""
+    problems: list[str] = []
+    groups: dict[str, Any] = {}
+    for key, model in models.items():
+        try:
+            groups[key] = _read_group(model, env)
+        except ValidationError as exc:
+            problems.extend(_describe(model, exc))
+    if problems:
+        raise ConfigError(problems)
+    return groups
 
 
 def _registry_url_problems(urls: list[str]) -> list[str]:
