@@ -143,12 +143,8 @@ class KafkaConsumer:
 
     def message_error(self, err: KafkaError) -> None:
         """An error delivered in place of a message."""
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if kafka_auth.is_fatal(err):
-            self._fail(err)
-        else:
-            log.warning("kafka: %s", err.str())
+        if err.code() != KafkaError._PARTITION_EOF:
+            self._on_error(err)
 
     def pause(self, partitions: Iterable[PartitionId]) -> None:
         chosen = [TopicPartition(t, p) for t, p in partitions]
