@@ -21,11 +21,22 @@ from tests.integration.conftest import (
     fake,
     group,
     pytest_runtest_makereport,
+    start_bridge,
     topic,
 )
 from tests.reliability.harness import ENV_RESULTS, ENV_SEED, Results, SeededRandom
 
-__all__ = ["bridge", "dlq", "fake", "group", "pytest_runtest_makereport", "results", "rng", "topic"]
+__all__ = [
+    "bridge",
+    "dlq",
+    "fake",
+    "group",
+    "pytest_runtest_makereport",
+    "results",
+    "rng",
+    "start_bridge",
+    "topic",
+]
 
 _RESULTS: list[Results] = []
 
