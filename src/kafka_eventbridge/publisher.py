@@ -34,6 +34,7 @@ from botocore.config import Config
 from botocore.endpoint import convert_to_response_dict
 from botocore.parsers import create_parser
 
+from kafka_eventbridge import aws
 from kafka_eventbridge.batching import Batch
 from kafka_eventbridge.classify import BatchOutcome, classify_exception, classify_response
 from kafka_eventbridge.errors import ConfigError
@@ -74,7 +75,7 @@ def _aws(
         read_timeout=settings.read_timeout_seconds,
         **options,
     )
-    session = boto3.session.Session()
+    session = aws.session()
     region = settings.region or os.environ.get("AWS_REGION") or session.region_name
     if not region:
         raise ConfigError(

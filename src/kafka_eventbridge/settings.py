@@ -11,7 +11,9 @@ underscores), to the consumer and to the dead-letter producer alike.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -230,6 +232,25 @@ class OffloadSettings(_Group):
     field: str | None = None  # a dotted path into Detail; unset: the whole Detail
 
 
+class AwsSettings(_Group):
+    """The role the bridge works as, on top of the default credential chain (see aws.py)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}AWS_", frozen=True)
+
+    role_arn: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$",
+    )
+    # Sent as the STS ExternalId. Not a secret by AWS's definition, masked all the same;
+    # checked in aws_problems() so that a refused value is never echoed.
+    role_external_id: SecretStr | None = None
+    role_session_name: str = Field(
+        default="kafka-eventbridge", min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_+=,.@-]+$"
+    )
+    role_duration_seconds: int = Field(default=3600, ge=900, le=43_200)
+
+
 @dataclass(frozen=True)
 class KafkaProperties:
     """librdkafka properties from ``BRIDGE_KAFKA_<PROPERTY>``; repr never shows secrets."""
@@ -255,6 +276,8 @@ class Settings:
     telemetry: TelemetrySettings
     msk: MskSettings
     offload: OffloadSettings
+    # Defaults (no role) for a Settings built by hand; load_settings reads BRIDGE_AWS_*.
+    aws: AwsSettings = dataclasses.field(default_factory=AwsSettings.model_construct)
 
     @property
     def dlq_topic(self) -> str:
@@ -275,6 +298,7 @@ class Settings:
             self.telemetry,
             self.msk,
             self.offload,
+            self.aws,
         )
         for group in groups:
             prefix = group.model_config.get("env_prefix", PREFIX)
@@ -308,6 +332,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "telemetry": TelemetrySettings,
     "msk": MskSettings,
     "offload": OffloadSettings,
+    "aws": AwsSettings,
 }
 
 
@@ -452,9 +477,27 @@ def _cross_checks(settings: Settings) -> list[str]:
     if mapping.mapping_file is not None and not mapping.mapping_file.is_file():
         problems.append(f"BRIDGE_MAPPING_FILE: no such file: {mapping.mapping_file}")
     problems.extend(mapping_problems(mapping))
+    problems.extend(aws_problems(settings.aws))
     for prop, value in settings.kafka_properties.values.items():
         if not value:
             problems.append(f"{property_variable(prop)}: empty value for librdkafka '{prop}'")
+    return problems
+
+
+_EXTERNAL_ID = re.compile(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
+
+
+def aws_problems(aws: AwsSettings) -> list[str]:
+    """The role settings that cannot work; the external id is never shown."""
+    problems = []
+    external_id = aws.role_external_id
+    if external_id is not None and not _EXTERNAL_ID.fullmatch(external_id.get_secret_value()):
+        problems.append(
+            "BRIDGE_AWS_ROLE_EXTERNAL_ID: must be 2-1224 characters of letters, digits and "
+            "+=,.@:/-_ (value not shown)"
+        )
+    if aws.role_arn is None and external_id is not None:
+        problems.append("BRIDGE_AWS_ROLE_EXTERNAL_ID: only used with BRIDGE_AWS_ROLE_ARN")
     return problems
 
 
