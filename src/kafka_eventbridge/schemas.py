@@ -1,5 +1,9 @@
 """Schema Registry formats: Avro, Protobuf and JSON Schema keys and values.
 
+Two registries: a Confluent-compatible one (formats ``avro``, ``protobuf``, ``json-schema``)
+and the AWS Glue Schema Registry (``glue-avro``, ``glue-protobuf``, ``glue-json-schema``, see
+:class:`GlueDecoder`). Both give the envelope the same plain data for the same record.
+
 With ``BRIDGE_VALUE_FORMAT`` (or ``BRIDGE_KEY_FORMAT``) set to ``avro``, ``protobuf`` or
 ``json-schema``, records are expected in the Confluent wire format (magic byte, schema id,
 payload; or the schema id in a ``__value_schema_id`` / ``__key_schema_id`` header), and
@@ -32,6 +36,13 @@ schema id and message index, and hands it to a ``ProtobufDeserializer``.
 
 The confluent-kafka Schema Registry modules take about a second to import; they are imported
 only when a registry format is configured.
+
+Glue: the framing is read here (:func:`glue_frame`), the writer schema fetched with
+``glue:GetSchemaVersion`` through the bridge's AWS session (aws.py: an assumed role applies),
+and the payload decoded with the libraries the Confluent deserializers use (fastavro,
+jsonschema, protobuf). The same split of blame holds: a frame, schema version or payload that
+is wrong is the record's (dead letter, stage ``decode``); Glue refusing the credentials or
+staying unreachable is not (:class:`FatalError`).
 """
 
 from __future__ import annotations
@@ -39,8 +50,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import io
+import os
+import tempfile
 import uuid
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
@@ -74,9 +91,17 @@ def build_decoders(settings: MappingSettings) -> Decoders:
     value = settings.value_format
     key = settings.key_format
     return Decoders(
-        value_decoder=RegistryDecoder(value, "value", settings) if value.uses_registry else None,
-        key_decoder=RegistryDecoder(key, "key", settings) if key.uses_registry else _key(key),
+        value_decoder=_registry_decoder(value, "value", settings),
+        key_decoder=_registry_decoder(key, "key", settings) or _key(key),
     )
+
+
+def _registry_decoder(fmt: ValueFormat, field: str, settings: MappingSettings) -> Any:
+    if fmt.uses_confluent_registry:
+        return RegistryDecoder(fmt, field, settings)
+    if fmt.uses_glue:
+        return GlueDecoder(fmt, field, settings)
+    return None
 
 
 def _key(key_format: ValueFormat) -> RecordDecoder | None:
@@ -313,6 +338,317 @@ def _protobuf_to_dict(message: Any) -> Any:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+
+
+# -- AWS Glue Schema Registry ---------------------------------------------------------------
+#
+# The wire format of AWS's Glue serializers (Java, and the Python port): a version byte (3),
+# a compression byte (0: none, 5: zlib over the payload), the 16-byte schema version id (a
+# UUID), then the payload: Avro binary, JSON text, or for Protobuf a varint message index
+# followed by the message. The index numbers every message type of the schema, nested ones
+# included, in the order of their full names.
+
+_GLUE_VERSION = 3
+_GLUE_COMPRESSION = {0: False, 5: True}  # byte -> zlib
+_GLUE_HEADER = 18
+_GLUE_DATA_FORMATS = {
+    ValueFormat.GLUE_AVRO: "AVRO",
+    ValueFormat.GLUE_JSON_SCHEMA: "JSON",
+    ValueFormat.GLUE_PROTOBUF: "PROTOBUF",
+}
+# A zlib payload inflating past this is refused (dead letter) rather than filling memory.
+GLUE_MAX_INFLATED_BYTES = 16 * 1024 * 1024
+# Answers that mean "not this record's schema": the version id names nothing (here).
+_GLUE_NOT_FOUND = frozenset({"EntityNotFoundException", "InvalidInputException"})
+_GLUE_DENIED = frozenset({"AccessDeniedException", "UnrecognizedClientException"})
+
+#: Decodes a payload with one writer schema into plain data.
+PayloadReader = Callable[[bytes], Any]
+
+
+def glue_frame(data: bytes, field: str) -> tuple[uuid.UUID, bytes]:
+    """The schema version id and the (inflated) payload of a Glue-framed key or value."""
+    if len(data) < _GLUE_HEADER or data[0] != _GLUE_VERSION:
+        raise RecordError(
+            Stage.DECODE,
+            "InvalidMagicByte",
+            f"{field} does not start with the Glue Schema Registry header (version byte 3, "
+            f"compression byte, 16-byte schema version id; got {data[:1].hex() or 'nothing'}, "
+            f"{len(data)} bytes): not written by a Glue serializer",
+        )
+    compressed = _GLUE_COMPRESSION.get(data[1])
+    if compressed is None:
+        raise RecordError(
+            Stage.DECODE,
+            "InvalidCompression",
+            f"{field}: Glue compression byte {data[1]} is neither 0 (none) nor 5 (zlib)",
+        )
+    version_id = uuid.UUID(bytes=bytes(data[2:_GLUE_HEADER]))
+    payload = bytes(data[_GLUE_HEADER:])
+    return version_id, _inflate(payload, field) if compressed else payload
+
+
+def _inflate(payload: bytes, field: str) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(payload, GLUE_MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise RecordError(
+            Stage.DECODE, "InvalidCompression", f"{field}: zlib payload does not inflate: {exc}"
+        ) from None
+    if inflater.unconsumed_tail:
+        raise RecordError(
+            Stage.DECODE,
+            "InvalidCompression",
+            f"{field}: zlib payload inflates past {GLUE_MAX_INFLATED_BYTES} bytes",
+        )
+    if not inflater.eof:
+        raise RecordError(Stage.DECODE, "InvalidCompression", f"{field}: zlib payload truncated")
+    return data
+
+
+def glue_client(settings: MappingSettings) -> Any:
+    """A Glue client from the bridge's AWS session (assumed role included).
+
+    Look-ups are not on the publish path, so botocore retries them itself (standard mode,
+    ``BRIDGE_SCHEMA_REGISTRY_MAX_RETRIES`` retries, ``BRIDGE_SCHEMA_REGISTRY_TIMEOUT_SECONDS``
+    per request). The endpoint can be overridden with ``AWS_ENDPOINT_URL_GLUE``.
+    """
+    from botocore.config import Config
+
+    from kafka_eventbridge import aws
+
+    session = aws.session()
+    region = settings.glue_region or os.environ.get("AWS_REGION") or session.region_name
+    if not region:
+        raise ConfigError(
+            ["BRIDGE_GLUE_REGION: no AWS region for the Glue Schema Registry; set it or AWS_REGION"]
+        )
+    timeout = settings.schema_registry_timeout_seconds
+    config = Config(
+        retries={
+            "mode": "standard",
+            "total_max_attempts": settings.schema_registry_max_retries + 1,
+        },
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+    return session.client("glue", region_name=region, config=config)
+
+
+class GlueDecoder:
+    """Decodes Glue-framed keys or values with their writer schema, looked up by version id.
+
+    ``glue:GetSchemaVersion`` answers are kept in a least-recently-used cache of
+    ``BRIDGE_GLUE_CACHE_SIZE`` schema versions (a version never changes, so nothing expires;
+    the bound only keeps a topic with endless schema versions from growing the process).
+    """
+
+    def __init__(
+        self, fmt: ValueFormat, field: str, settings: MappingSettings, client: Any = None
+    ) -> None:
+        self.format = fmt
+        self.field = field
+        self.data_format = _GLUE_DATA_FORMATS[fmt]
+        self.registry = settings.glue_registry_name
+        self.client = client if client is not None else glue_client(settings)
+        self._retries = settings.schema_registry_max_retries
+        self._readers: OrderedDict[uuid.UUID, PayloadReader] = OrderedDict()
+        self._cache_size = settings.glue_cache_size
+        self._botocore_errors = _import("botocore.exceptions")
+
+    def __call__(self, data: bytes, record: SourceRecord) -> Any:
+        version_id, payload = glue_frame(data, self.field)
+        read = self._reader(version_id)
+        try:
+            return read(payload)
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise RecordError(
+                Stage.DECODE,
+                "SchemaMismatch",
+                f"{self.field} does not decode with its {self.format.value} schema "
+                f"{version_id}: {_reason(exc)}",
+            ) from None
+
+    def _reader(self, version_id: uuid.UUID) -> PayloadReader:
+        read = self._readers.get(version_id)
+        if read is not None:
+            self._readers.move_to_end(version_id)
+            return read
+        version = self._get_schema_version(version_id)
+        self._check_version(version_id, version)
+        try:
+            read = _GLUE_READERS[self.format](version["SchemaDefinition"])
+        except Exception as exc:
+            raise RecordError(
+                Stage.DECODE,
+                "InvalidSchema",
+                f"{self.field}: Glue schema version {version_id} is not a usable "
+                f"{self.data_format} schema: {type(exc).__name__}: {_short(exc)}",
+            ) from None
+        self._readers[version_id] = read
+        if len(self._readers) > self._cache_size:
+            self._readers.popitem(last=False)
+        return read
+
+    def _get_schema_version(self, version_id: uuid.UUID) -> dict[str, Any]:
+        errors = self._botocore_errors
+        try:
+            version: dict[str, Any] = self.client.get_schema_version(
+                SchemaVersionId=str(version_id)
+            )
+        except errors.ClientError as exc:
+            raise self._lookup_failed(version_id, exc) from None
+        except (errors.NoCredentialsError, errors.PartialCredentialsError) as exc:
+            raise FatalError(
+                "NoCredentials", f"no usable AWS credentials for Glue: {exc}"
+            ) from None
+        except (errors.ConnectionError, errors.HTTPClientError) as exc:
+            raise FatalError(
+                "GlueSchemaRegistryUnavailable",
+                f"cannot reach the Glue Schema Registry after {self._retries} retries "
+                f"({type(exc).__name__}); check BRIDGE_GLUE_REGION, AWS_ENDPOINT_URL_GLUE and "
+                "the network",
+            ) from None
+        return version
+
+    def _lookup_failed(self, version_id: uuid.UUID, exc: Any) -> Exception:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _GLUE_NOT_FOUND:
+            return RecordError(
+                Stage.DECODE,
+                "UnknownSchema",
+                f"{self.field}: Glue schema version {version_id} not found ({code})",
+            )
+        if code in _GLUE_DENIED or status == 403:
+            return FatalError(
+                "GlueAccessDenied",
+                f"Glue refused glue:GetSchemaVersion ({code}): the bridge's role needs "
+                "glue:GetSchemaVersion on the registry and its schemas",
+            )
+        if status is not None and (status >= 500 or code == "ThrottlingException"):
+            return FatalError(
+                "GlueSchemaRegistryUnavailable",
+                f"the Glue Schema Registry kept failing ({code or status}) after "
+                f"{self._retries} retries",
+            )
+        return FatalError(
+            "GlueSchemaRegistryError",
+            f"unexpected Glue answer to GetSchemaVersion ({code}: "
+            f"{_short(error.get('Message', ''))})",
+        )
+
+    def _check_version(self, version_id: uuid.UUID, version: dict[str, Any]) -> None:
+        data_format = version.get("DataFormat")
+        if data_format != self.data_format:
+            raise RecordError(
+                Stage.DECODE,
+                "WrongDataFormat",
+                f"{self.field}: Glue schema version {version_id} is {data_format}, not "
+                f"{self.data_format} as BRIDGE_{self.field.upper()}_FORMAT={self.format.value} "
+                "expects",
+            )
+        # arn:aws:glue:<region>:<account>:schema/<registry>/<schema>
+        registry = str(version.get("SchemaArn", "")).split(":schema/", 1)[-1].split("/", 1)[0]
+        if self.registry is not None and registry != self.registry:
+            raise RecordError(
+                Stage.DECODE,
+                "UnknownSchema",
+                f"{self.field}: Glue schema version {version_id} belongs to registry "
+                f"{registry!r}, not BRIDGE_GLUE_REGISTRY_NAME={self.registry}",
+            )
+
+
+def _glue_avro(definition: str) -> PayloadReader:
+    fastavro = _import("fastavro")
+    schema = fastavro.parse_schema(orjson.loads(definition))
+
+    def read(payload: bytes) -> Any:
+        buffer = io.BytesIO(payload)
+        value = fastavro.schemaless_reader(buffer, schema, None)
+        if buffer.tell() != len(payload):
+            raise ValueError(f"{len(payload) - buffer.tell()} bytes left after the record")
+        return plain(value)
+
+    return read
+
+
+def _glue_json_schema(definition: str) -> PayloadReader:
+    validators = _import("jsonschema.validators")
+    schema = orjson.loads(definition)
+    validator_class = validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+
+    def read(payload: bytes) -> Any:
+        value = orjson.loads(payload)
+        error = next(iter(validator.iter_errors(value)), None)
+        if error is not None:
+            # jsonschema's own message quotes the offending value; name the place instead.
+            where = "/" + "/".join(str(p) for p in error.absolute_path)
+            raise ValueError(f"{where} fails the schema's {error.validator!r} rule")
+        return value
+
+    return read
+
+
+def _glue_protobuf(definition: str) -> PayloadReader:
+    from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
+    from google.protobuf.message_factory import GetMessageClass
+
+    classes = [GetMessageClass(d) for d in _protobuf_messages(definition)]
+
+    def read(payload: bytes) -> Any:
+        index, start = _DecodeVarint(payload, 0)
+        if index >= len(classes):
+            raise ValueError(f"message index {index}: the schema has {len(classes)} message types")
+        message = classes[index]()
+        message.ParseFromString(payload[start:])
+        return _protobuf_to_dict(message)
+
+    return read
+
+
+def _protobuf_messages(definition: str) -> list[Any]:
+    """The message types of a ``.proto`` definition, numbered as Glue numbers them.
+
+    Glue stores the schema as ``.proto`` text; protoc (from grpcio-tools, in process) compiles
+    it with the well-known types it may import.
+    """
+    from google.protobuf.descriptor_pb2 import FileDescriptorSet
+    from google.protobuf.descriptor_pool import DescriptorPool
+
+    protoc = _import("grpc_tools.protoc")
+    include = Path(protoc.__file__).parent / "_proto"
+    with tempfile.TemporaryDirectory(prefix="kafka-eventbridge-proto-") as tmp:
+        Path(tmp, "schema.proto").write_text(definition, encoding="utf-8")
+        out = Path(tmp, "schema.pb")
+        arguments = ["protoc", f"-I{tmp}", f"-I{include}", "--include_imports"]
+        code = protoc.main([*arguments, f"--descriptor_set_out={out}", "schema.proto"])
+        if code != 0 or not out.exists():
+            raise ValueError("protoc cannot compile it (its message is on stderr)")
+        files = FileDescriptorSet.FromString(out.read_bytes())
+    pool = DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    pending = list(pool.FindFileByName("schema.proto").message_types_by_name.values())
+    messages = []
+    while pending:
+        message = pending.pop(0)
+        messages.append(message)
+        pending.extend(message.nested_types)
+    return sorted(messages, key=lambda message: str(message.full_name))
+
+
+_GLUE_READERS: dict[ValueFormat, Callable[[str], PayloadReader]] = {
+    ValueFormat.GLUE_AVRO: _glue_avro,
+    ValueFormat.GLUE_JSON_SCHEMA: _glue_json_schema,
+    ValueFormat.GLUE_PROTOBUF: _glue_protobuf,
+}
 
 
 # -- plain data -----------------------------------------------------------------------------

@@ -60,10 +60,28 @@ class ValueFormat(StrEnum):
     AVRO = "avro"
     PROTOBUF = "protobuf"
     JSON_SCHEMA = "json-schema"
+    # AWS Glue Schema Registry wire format (version byte 3, compression byte, 16-byte schema
+    # version id, payload): see schemas.py.
+    GLUE_AVRO = "glue-avro"
+    GLUE_PROTOBUF = "glue-protobuf"
+    GLUE_JSON_SCHEMA = "glue-json-schema"
 
     @property
     def uses_registry(self) -> bool:
+        """Decoded with a writer schema from a registry (Confluent-compatible or Glue)."""
+        return self.uses_confluent_registry or self.uses_glue
+
+    @property
+    def uses_confluent_registry(self) -> bool:
         return self in (ValueFormat.AVRO, ValueFormat.PROTOBUF, ValueFormat.JSON_SCHEMA)
+
+    @property
+    def uses_glue(self) -> bool:
+        return self in (
+            ValueFormat.GLUE_AVRO,
+            ValueFormat.GLUE_PROTOBUF,
+            ValueFormat.GLUE_JSON_SCHEMA,
+        )
 
 
 class Tombstones(StrEnum):
@@ -167,6 +185,12 @@ class MappingSettings(_Group):
     schema_registry_ssl_ca_location: Path | None = None
     schema_registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     schema_registry_max_retries: int = Field(default=3, ge=0, le=10)
+    # AWS Glue Schema Registry (glue-avro, glue-protobuf, glue-json-schema formats).
+    glue_registry_name: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_$#.-]+$"
+    )
+    glue_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+    glue_cache_size: int = Field(default=1000, ge=1, le=100_000)
 
     def shortcut(self) -> dict[str, str]:
         """The ``BRIDGE_MAP_*`` expressions that are set, keyed by route field."""
@@ -399,7 +423,7 @@ def mapping_problems(mapping: MappingSettings) -> list[str]:
     problems = []
     url = mapping.schema_registry_url
     for name, fmt in (("VALUE", mapping.value_format), ("KEY", mapping.key_format)):
-        if fmt.uses_registry and not url:
+        if fmt.uses_confluent_registry and not url:
             problems.append(
                 f"BRIDGE_SCHEMA_REGISTRY_URL: required with BRIDGE_{name}_FORMAT={fmt.value} "
                 "(records carry a schema id that is looked up there)"

@@ -7,6 +7,7 @@ the secret moto's STS issued for the access key it names: a call signed with the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -18,7 +19,14 @@ from kafka_eventbridge.errors import ConfigError
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.offload import Upload, Uploader
 from kafka_eventbridge.publisher import DirectPut, make_client, make_s3_client
-from kafka_eventbridge.settings import EventBridgeSettings, load_settings
+from kafka_eventbridge.records import SourceRecord
+from kafka_eventbridge.schemas import GlueDecoder
+from kafka_eventbridge.settings import (
+    EventBridgeSettings,
+    MappingSettings,
+    ValueFormat,
+    load_settings,
+)
 from kafka_eventbridge.testing.moto import moto_server
 from tests.integration.aws_peers import (
     SigningEndpoint,
@@ -32,9 +40,22 @@ ROLE = "arn:aws:iam::111122223333:role/partner-bridge"
 SOURCE = "aws.partner/example.com/orders"
 
 
+VERSION_ID = "0c6f2b43-9b1e-4c3f-8d55-3c1a2b7e9f10"
+
+
 def reply(service: str, _body: bytes) -> tuple[int, bytes]:
     if service == "events":
         return 200, orjson.dumps({"FailedEntryCount": 0, "Entries": [{"EventId": "e-1"}]})
+    if service == "glue":
+        return 200, orjson.dumps(
+            {
+                "SchemaVersionId": VERSION_ID,
+                "DataFormat": "JSON",
+                "SchemaDefinition": '{"type": "object"}',
+                "SchemaArn": "arn:aws:glue:eu-west-1:111122223333:schema/orders/orders-value",
+                "Status": "AVAILABLE",
+            }
+        )
     return 200, b""
 
 
@@ -58,6 +79,7 @@ def endpoint(sts_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SigningE
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", server.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", server.url)
         monkeypatch.setenv("BRIDGE_AWS_ROLE_ARN", ROLE)
         monkeypatch.setenv("BRIDGE_AWS_ROLE_EXTERNAL_ID", "partner-7f3a")
         monkeypatch.setenv("BRIDGE_AWS_ROLE_SESSION_NAME", "orders-bridge")
@@ -94,6 +116,18 @@ def test_the_assumed_role_signs_s3_offload_uploads(endpoint: SigningEndpoint) ->
 
     [call] = endpoint.calls
     assert call.service == "s3"
+    assert call.valid
+    assert assumed_role(call.access_key).role_arn == ROLE
+
+
+def test_the_assumed_role_signs_glue_schema_look_ups(endpoint: SigningEndpoint) -> None:
+    decoder = GlueDecoder(ValueFormat.GLUE_JSON_SCHEMA, "value", MappingSettings())
+    framed = b"\x03\x00" + uuid.UUID(VERSION_ID).bytes + b'{"id": 1}'
+    record = SourceRecord("orders", 0, 0, None, None, framed, [])
+
+    assert decoder(framed, record) == {"id": 1}
+    [call] = endpoint.calls
+    assert call.service == "glue"
     assert call.valid
     assert assumed_role(call.access_key).role_arn == ROLE
 

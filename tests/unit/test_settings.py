@@ -96,7 +96,8 @@ def test_empty_topic_list_is_refused() -> None:
         (
             "BRIDGE_VALUE_FORMAT",
             "yaml",
-            "'json', 'string', 'bytes', 'avro', 'protobuf' or 'json-schema'",
+            "'json', 'string', 'bytes', 'avro', 'protobuf', 'json-schema', 'glue-avro', "
+            "'glue-protobuf' or 'glue-json-schema'",
         ),
         ("BRIDGE_LOG_FORMAT", "xml", "'json' or 'text'"),
         ("BRIDGE_RETRY_DEADLINE_SECONDS", "-5", "greater than or equal to 0"),
