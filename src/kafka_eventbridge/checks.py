@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from kafka_eventbridge import kafka_auth
+from kafka_eventbridge import aws, kafka_auth, targets
 from kafka_eventbridge.consumer import consumer_config
 from kafka_eventbridge.deadletter import DeadLetterProducer, producer_config
 from kafka_eventbridge.errors import ConfigError, FatalError
@@ -92,14 +92,7 @@ def _ignore(*_args: object) -> None:
 def check_eventbridge(settings: Settings) -> list[tuple[str, Result]]:
     client = make_client(settings.eventbridge, 1)
     endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", ""))
-    results: list[tuple[str, Result]] = []
-    credentials = boto3.session.Session().get_credentials()
-    results.append(
-        (
-            "aws credentials",
-            ("ok", f"found ({credentials.method})") if credentials else ("FAIL", "none found"),
-        )
-    )
+    results = [check_credentials(settings)]
     parts = urlsplit(endpoint)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -108,7 +101,27 @@ def check_eventbridge(settings: Settings) -> list[tuple[str, Result]]:
         results.append(("eventbridge endpoint", ("ok", f"{endpoint} reachable")))
     except OSError as exc:
         results.append(("eventbridge endpoint", ("FAIL", f"{endpoint}: {exc}")))
+        return results
+    if results[0][1][0] != "FAIL":
+        results.extend(targets.check_targets(settings, client))
     return results
+
+
+def check_credentials(settings: Settings) -> tuple[str, Result]:
+    """The credentials resolve; with a role, it is assumed (so a refused AssumeRole shows)."""
+    name = "aws credentials"
+    try:
+        credentials = aws.session(settings.aws).get_credentials()
+        if credentials is None:
+            return name, ("FAIL", "none found")
+        credentials.get_frozen_credentials()
+    except (BotoCoreError, ClientError) as exc:
+        role = settings.aws.role_arn
+        what = f"cannot assume {role}" if role else "cannot resolve them"
+        return name, ("FAIL", f"{what}: {exc}")
+    if settings.aws.role_arn:
+        return name, ("ok", f"assumed {settings.aws.role_arn} ({credentials.method})")
+    return name, ("ok", f"found ({credentials.method})")
 
 
 def run_checks(settings: Settings, out: TextIO) -> bool:

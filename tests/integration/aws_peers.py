@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 
 from kafka_eventbridge.testing import free_port
 
-Secrets = Callable[[str], tuple[str, str] | None]  # access key -> (secret, session token)
+Secrets = Callable[[str], tuple[str, str | None] | None]  # access key -> (secret, token)
 
 
 def assumed_role_secrets(access_key: str) -> tuple[str, str] | None:
