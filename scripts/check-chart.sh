@@ -203,6 +203,10 @@ check_refusals() {
   expect_failure "needs resources.requests.cpu" --set autoscaling.enabled=true
   expect_failure "set containerPort instead" --set config.BRIDGE_HTTP_PORT=9000
   expect_failure "additional properties 'replicas' not allowed" --set replicas=2
+  expect_failure "need aws.roleArn" --set aws.roleExternalId=partner-7f3a
+  expect_failure "set it with the aws.role* values instead" \
+    --set aws.roleArn=arn:aws:iam::123456789012:role/r --set config.BRIDGE_AWS_ROLE_ARN=x
+  expect_failure "roleArn" --set aws.roleArn=not-an-arn
 
   # The derived grace period follows the drain timeout.
   local rendered

@@ -143,6 +143,17 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- fail (printf "%s is set both in config and in secrets.env" $name) }}
 {{- end }}
 {{- end }}
+{{- range $name, $value := include "kafka-eventbridge.roleEnv" . | fromYaml }}
+{{- if hasKey $config $name }}
+{{- fail (printf "config.%s: set it with the aws.role* values instead" $name) }}
+{{- end }}
+{{- if hasKey $.Values.secrets.env $name }}
+{{- fail (printf "%s is set both in aws.role* and in secrets.env" $name) }}
+{{- end }}
+{{- end }}
+{{- if and (not .Values.aws.roleArn) (or .Values.aws.roleExternalId .Values.aws.roleSessionName .Values.aws.roleDurationSeconds) }}
+{{- fail "aws.roleExternalId, aws.roleSessionName and aws.roleDurationSeconds need aws.roleArn" }}
+{{- end }}
 {{- if hasKey $config "BRIDGE_HTTP_PORT" }}
 {{- fail "config.BRIDGE_HTTP_PORT: set containerPort instead (the probes and the Service use it)" }}
 {{- end }}
@@ -188,4 +199,17 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- if and .Values.serviceMonitor.enabled (not .Values.service.enabled) }}
 {{- fail "serviceMonitor.enabled needs service.enabled: the ServiceMonitor scrapes through the Service" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The BRIDGE_AWS_ROLE_* variables from the aws.role* values (a YAML map; empty ones left out).
+*/}}
+{{- define "kafka-eventbridge.roleEnv" -}}
+{{- $aws := .Values.aws }}
+{{- $env := dict }}
+{{- with $aws.roleArn }}{{ $_ := set $env "BRIDGE_AWS_ROLE_ARN" . }}{{ end }}
+{{- with $aws.roleExternalId }}{{ $_ := set $env "BRIDGE_AWS_ROLE_EXTERNAL_ID" . }}{{ end }}
+{{- with $aws.roleSessionName }}{{ $_ := set $env "BRIDGE_AWS_ROLE_SESSION_NAME" . }}{{ end }}
+{{- with $aws.roleDurationSeconds }}{{ $_ := set $env "BRIDGE_AWS_ROLE_DURATION_SECONDS" (toString .) }}{{ end }}
+{{- toYaml $env }}
 {{- end }}
