@@ -24,6 +24,13 @@ from kafka_eventbridge.testing import free_port
 Secrets = Callable[[str], tuple[str, str | None] | None]  # access key -> (secret, token)
 
 
+def reset_moto(url: str) -> None:
+    """Forget everything moto holds: its backends are per process, shared by its servers."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))  # noqa: S310
+
+
 def assumed_role_secrets(access_key: str) -> tuple[str, str] | None:
     """The secret and session token moto's STS issued with an access key, if it did."""
     role = assumed_role(access_key)

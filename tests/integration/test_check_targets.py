@@ -19,7 +19,7 @@ from kafka_eventbridge.settings import Settings, load_settings
 from kafka_eventbridge.targets import check_targets
 from kafka_eventbridge.testing.brokers import KafkaBroker
 from kafka_eventbridge.testing.moto import ACCOUNT, client, moto_server
-from tests.integration.aws_peers import signing_endpoint
+from tests.integration.aws_peers import reset_moto, signing_endpoint
 from tests.integration.support import bridge_env, run_check
 
 PARTNER = "aws.partner/example.com/orders"
@@ -29,12 +29,14 @@ PARTNER = "aws.partner/example.com/orders"
 def moto() -> Iterator[str]:
     """moto with a bus ``commerce``, a partner source, a bucket and a Glue registry."""
     with moto_server() as url:
+        reset_moto(url)
         events = client("events", url)
         events.create_event_bus(Name="commerce")
         events.create_partner_event_source(Name=PARTNER, Account=ACCOUNT)
         client("s3", url).create_bucket(Bucket="large-events")
         client("glue", url).create_registry(RegistryName="orders-registry")
         yield url
+        reset_moto(url)
 
 
 @pytest.fixture

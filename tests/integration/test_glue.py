@@ -28,6 +28,7 @@ from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Api, MappingSettings, ValueFormat
 from kafka_eventbridge.testing.moto import client, moto_server
+from tests.integration.aws_peers import reset_moto
 
 REGISTRY = "orders-registry"
 SOURCE = "aws.partner/example.com/orders"
@@ -84,6 +85,7 @@ PROTO_INDEX = {"shop.Customer": 0, "shop.Order": 1, "shop.Order.Line": 2}
 def glue(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto's Glue with an empty registry; the bridge's clients are pointed at it."""
     with moto_server() as url:
+        reset_moto(url)
         monkeypatch_module.setenv("AWS_ENDPOINT_URL_GLUE", url)
         monkeypatch_module.setenv("AWS_ACCESS_KEY_ID", "moto")
         monkeypatch_module.setenv("AWS_SECRET_ACCESS_KEY", "moto")
@@ -93,6 +95,7 @@ def glue(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Any]:
         glue.create_registry(RegistryName=REGISTRY)
         glue.create_registry(RegistryName="other-registry")
         yield glue
+        reset_moto(url)
 
 
 @pytest.fixture(scope="module")
