@@ -36,6 +36,8 @@ from tests.integration.aws_peers import (
     signing_endpoint,
 )
 
+pytestmark = pytest.mark.integration
+
 ROLE = "arn:aws:iam::111122223333:role/partner-bridge"
 SOURCE = "aws.partner/example.com/orders"
 

@@ -22,6 +22,8 @@ from kafka_eventbridge.testing.moto import ACCOUNT, client, moto_server
 from tests.integration.aws_peers import reset_moto, signing_endpoint
 from tests.integration.support import bridge_env, run_check
 
+pytestmark = pytest.mark.integration
+
 PARTNER = "aws.partner/example.com/orders"
 
 

@@ -10,10 +10,11 @@ hand from the Protobuf wire format.
 
 from __future__ import annotations
 
+import decimal
 import json
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,8 +28,14 @@ from kafka_eventbridge.mapping import Mapper, RouteSpec, compile_route
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Api, MappingSettings, ValueFormat
+from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
 from kafka_eventbridge.testing.moto import client, moto_server
 from tests.integration.aws_peers import reset_moto
+from tests.integration.conftest import BridgeFactory
+from tests.integration.support import committed, headers_of, produce, read_all, wait_until
+
+pytestmark = pytest.mark.integration
 
 REGISTRY = "orders-registry"
 SOURCE = "aws.partner/example.com/orders"
@@ -156,7 +163,6 @@ def dead_letter(mapper: Mapper, value: bytes) -> RecordError:
 
 def test_avro_from_the_reference_serializer_decodes_with_each_writer_schema(glue: Any) -> None:
     write = serializer(glue)
-    import decimal
 
     v1 = write.serialize(
         "orders-avro",
@@ -190,7 +196,6 @@ def test_avro_from_the_reference_serializer_decodes_with_each_writer_schema(glue
 
 def test_zlib_compressed_payloads_decode(glue: Any) -> None:
     version = register(glue, "orders-zlib", "AVRO", json.dumps(ORDER_V1))
-    import decimal
 
     body = AvroSchema(json.dumps(ORDER_V1)).write(
         {"id": "o-3", "amount": decimal.Decimal("1.00"), "at": 0}
@@ -381,3 +386,46 @@ def test_an_unreachable_glue_endpoint_is_fatal(glue: Any, monkeypatch: pytest.Mo
     with pytest.raises(FatalError) as caught:
         bridge.map(record(encode(b"\x02", uuid.uuid4())))
     assert caught.value.code == "GlueSchemaRegistryUnavailable"
+
+
+# -- end to end -----------------------------------------------------------------------------
+
+
+def test_the_bridge_delivers_glue_records_and_dead_letters_the_rest(
+    glue: Any,
+    kafka_broker: KafkaBroker,
+    fake: FakeEventBridge,
+    topic: Callable[..., str],
+    group: str,
+    dlq: str,
+    bridge: BridgeFactory,
+) -> None:
+    """``kafka-eventbridge run``: Kafka in, moto's Glue for the schemas, the stand-in out."""
+    name = topic(partitions=1)
+    schema = AvroSchema(json.dumps(ORDER_V2))
+    orders = [
+        {
+            "id": f"o-{n}",
+            "amount": decimal.Decimal(f"{n}.50"),
+            "at": 1767225600000,
+            "channel": "web",
+        }
+        for n in range(20)
+    ]
+    write = serializer(glue)
+    values = [write.serialize(name, DataAndSchema(order, schema)) for order in orders]
+    values.insert(5, b"\x00\x00\x00\x00\x01" + values[0][18:])  # Confluent framing
+    produce(kafka_broker, name, values)
+
+    glue_url = glue.meta.endpoint_url
+    bridge(name, group, fake.url, BRIDGE_VALUE_FORMAT="glue-avro", AWS_ENDPOINT_URL_GLUE=glue_url)
+    assert fake.wait_for_accepted(20, 60), f"accepted: {fake.stats().entries_accepted}"
+    (dead,) = read_all(kafka_broker, dlq, expected=1, timeout=30)
+    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == len(values), 30, "commit")
+
+    details = sorted((e.detail for e in fake.entries()), key=lambda d: int(d["id"][2:]))
+    assert [d["id"] for d in details] == [o["id"] for o in orders]
+    assert details[3]["amount"] == "3.50" and details[3]["at"] == "2026-01-01T00:00:00Z"
+    assert dead.value() == values[5]
+    assert headers_of(dead)["bridge.error.code"] == b"InvalidMagicByte"
+    assert headers_of(dead)["bridge.error.stage"] == b"decode"
