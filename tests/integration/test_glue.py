@@ -1,7 +1,7 @@
 """AWS Glue Schema Registry formats against moto's Glue.
 
-Avro and JSON Schema records are written by AWS's Python Glue serializer
-(``aws-glue-schema-registry``: it registers the schema in the registry and frames the payload
+Avro and JSON Schema records are written by the Python port of Glue's serializers
+(``aws-glue-schema-registry``, a community package: it registers the schema in the registry and frames the payload
 as the Java serializers do). That package has no Protobuf, so Protobuf records are framed by
 :func:`glue_protobuf_record`, written from the published format (Java's
 ``ProtobufWireFormatEncoder`` and ``MessageIndexFinder``), with the message bytes encoded by
@@ -112,7 +112,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 
 def serializer(glue: Any, registry: str = REGISTRY) -> KafkaSerializer:
-    """AWS's serializer: registers (or finds) the schema, frames the payload."""
+    """The reference serializer: registers (or finds) the schema, frames the payload."""
     return KafkaSerializer(SchemaRegistryClient(glue, registry_name=registry))
 
 
