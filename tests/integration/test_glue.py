@@ -1,9 +1,9 @@
 """AWS Glue Schema Registry formats against moto's Glue.
 
 Avro and JSON Schema records are written by the Python port of Glue's serializers
-(``aws-glue-schema-registry``, a community package: it registers the schema in the registry and frames the payload
-as the Java serializers do). That package has no Protobuf, so Protobuf records are framed by
-:func:`glue_protobuf_record`, written from the published format (Java's
+(``aws-glue-schema-registry``, a community package: it registers the schema in the registry
+and frames the payload as the Java serializers do). That package has no Protobuf, so Protobuf
+records are framed by :func:`glue_protobuf_record`, written from the published format (Java's
 ``ProtobufWireFormatEncoder`` and ``MessageIndexFinder``), with the message bytes encoded by
 hand from the Protobuf wire format.
 """
