@@ -74,7 +74,10 @@ class AssumedRoleProvider(CredentialProvider):
         # The source credentials come from a session of their own: the target session's
         # chain is this provider.
         self._source = botocore.session.Session()
-        self._region = target.get_config_variable("region") or os.environ.get("AWS_REGION")
+        # STS is regional; with no region configured anywhere, its global endpoint's region.
+        self._region = (
+            target.get_config_variable("region") or os.environ.get("AWS_REGION") or "us-east-1"
+        )
 
     def load(self) -> Credentials:
         source = self._source.get_credentials()
