@@ -524,6 +524,12 @@ class GlueDecoder:
                 "UnknownSchema",
                 f"{self.field}: Glue schema version {version_id} not found ({code})",
             )
+        if getattr(exc, "operation_name", "") == "AssumeRole":
+            return FatalError(
+                "AssumeRoleFailed",
+                f"cannot assume BRIDGE_AWS_ROLE_ARN for Glue ({code}): check the role's trust "
+                "policy and BRIDGE_AWS_ROLE_EXTERNAL_ID",
+            )
         if code in _GLUE_DENIED or status == 403:
             return FatalError(
                 "GlueAccessDenied",

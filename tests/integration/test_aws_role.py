@@ -15,7 +15,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from kafka_eventbridge.errors import ConfigError
+from kafka_eventbridge.errors import ConfigError, FatalError
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.offload import Upload, Uploader
 from kafka_eventbridge.publisher import DirectPut, make_client, make_s3_client
@@ -195,3 +195,28 @@ def test_role_settings_are_validated_without_echoing_the_external_id() -> None:
     assert "BRIDGE_AWS_ROLE_ARN" in text
     assert "BRIDGE_AWS_ROLE_DURATION_SECONDS" in text
     assert "has spaces" not in text
+
+
+def refuse_assume_role(service: str, _body: bytes) -> tuple[int, bytes]:
+    assert service == "sts"
+    return 403, (
+        b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+        b"<Message>not authorized to perform sts:AssumeRole</Message></Error></ErrorResponse>"
+    )
+
+
+def test_a_refused_assume_role_is_fatal_not_a_dead_letter(
+    endpoint: SigningEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = {"AKIASOURCEKEY0000000": ("source-secret", None)}
+    with signing_endpoint(source.get, refuse_assume_role) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.url)
+        decoder = GlueDecoder(ValueFormat.GLUE_JSON_SCHEMA, "value", MappingSettings())
+        framed = b"\x03\x00" + uuid.UUID(VERSION_ID).bytes + b"{}"
+        with pytest.raises(FatalError) as caught:
+            decoder(framed, SourceRecord("orders", 0, 0, None, None, framed, []))
+
+    assert caught.value.code == "AssumeRoleFailed"
+    assert [call.service for call in sts.calls] == ["sts"] * len(sts.calls)
+    assert all(call.valid for call in sts.calls)  # the source credentials asked
+    assert endpoint.calls == []  # Glue was never called unsigned or with the source keys
