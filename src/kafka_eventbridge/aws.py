@@ -109,10 +109,3 @@ def assume_role_arguments(settings: AwsSettings) -> dict[str, Any]:
         arguments["ExternalId"] = settings.role_external_id.get_secret_value()
     return arguments
 
-
-def describe_credentials(aws_session: boto3.session.Session) -> str:
-    """How the session gets its credentials, for ``check`` (never the credentials)."""
-    credentials = aws_session.get_credentials()
-    if credentials is None:
-        raise NoCredentialsError()
-    return str(credentials.method)
