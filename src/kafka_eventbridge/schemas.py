@@ -478,9 +478,21 @@ class GlueDecoder:
             self._readers.move_to_end(version_id)
             return read
         version = self._get_schema_version(version_id)
+        try:
+            read = self._build_reader(version_id, version)
+        except RecordError as refusal:
+            # A version that exists but cannot be used never changes either: remember the
+            # refusal, so that a stream of such records does not become a stream of calls.
+            read = _refuse(refusal)
+        self._readers[version_id] = read
+        if len(self._readers) > self._cache_size:
+            self._readers.popitem(last=False)
+        return read
+
+    def _build_reader(self, version_id: uuid.UUID, version: dict[str, Any]) -> PayloadReader:
         self._check_version(version_id, version)
         try:
-            read = _GLUE_READERS[self.format](version["SchemaDefinition"])
+            return _GLUE_READERS[self.format](version["SchemaDefinition"])
         except Exception as exc:
             raise RecordError(
                 Stage.DECODE,
@@ -488,10 +500,6 @@ class GlueDecoder:
                 f"{self.field}: Glue schema version {version_id} is not a usable "
                 f"{self.data_format} schema: {type(exc).__name__}: {_short(exc)}",
             ) from None
-        self._readers[version_id] = read
-        if len(self._readers) > self._cache_size:
-            self._readers.popitem(last=False)
-        return read
 
     def _get_schema_version(self, version_id: uuid.UUID) -> dict[str, Any]:
         errors = self._botocore_errors
@@ -567,6 +575,13 @@ class GlueDecoder:
                 f"{self.field}: Glue schema version {version_id} belongs to registry "
                 f"{registry!r}, not BRIDGE_GLUE_REGISTRY_NAME={self.registry}",
             )
+
+
+def _refuse(refusal: RecordError) -> PayloadReader:
+    def read(_payload: bytes) -> Any:
+        raise RecordError(refusal.stage, refusal.code, refusal.message)
+
+    return read
 
 
 def _glue_avro(definition: str) -> PayloadReader:

@@ -158,6 +158,17 @@ def dead_letter(mapper: Mapper, value: bytes) -> RecordError:
     return caught.value
 
 
+def count_lookups(mapper: Mapper) -> list[str]:
+    """The schema version ids the mapper's value decoder asks Glue for, as it asks."""
+    decoder: Any = mapper.value_decoder
+    lookups: list[str] = []
+    decoder.client.meta.events.register(
+        "before-parameter-build.glue.GetSchemaVersion",
+        lambda params, **_: lookups.append(params["SchemaVersionId"]),
+    )
+    return lookups
+
+
 # -- Avro -----------------------------------------------------------------------------------
 
 
@@ -335,8 +346,12 @@ def test_records_not_in_the_glue_wire_format_are_dead_lettered(glue: Any) -> Non
 
 def test_a_schema_of_another_data_format_or_registry_is_refused(glue: Any) -> None:
     json_version = register(glue, "orders-json", "JSON", json.dumps(ORDER_JSON_SCHEMA))
-    error = dead_letter(mapper(ValueFormat.GLUE_AVRO), encode(b"{}", json_version))
-    assert error.code == "WrongDataFormat"
+    avro = mapper(ValueFormat.GLUE_AVRO)
+    lookups = count_lookups(avro)
+    for _ in range(3):
+        error = dead_letter(avro, encode(b"{}", json_version))
+        assert error.code == "WrongDataFormat"
+    assert len(lookups) == 1  # the refusal is remembered like a usable schema
 
     elsewhere = KafkaSerializer(SchemaRegistryClient(glue, registry_name="other-registry"))
     value = elsewhere.serialize(
@@ -358,12 +373,7 @@ def test_schema_versions_are_looked_up_once_and_the_cache_is_bounded(glue: Any) 
     ]
     records = [encode(b'{"n": 1}', version) for version in versions]
     bridge = mapper(ValueFormat.GLUE_JSON_SCHEMA, glue_cache_size=2)
-    decoder: Any = bridge.value_decoder
-    lookups: list[str] = []
-    decoder.client.meta.events.register(
-        "before-parameter-build.glue.GetSchemaVersion",
-        lambda params, **_: lookups.append(params["SchemaVersionId"]),
-    )
+    lookups = count_lookups(bridge)
 
     for value in records[:2] * 5:
         detail(bridge, value)
