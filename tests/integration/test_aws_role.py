@@ -15,7 +15,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from kafka_eventbridge.errors import ConfigError, FatalError
+from kafka_eventbridge.errors import FatalError
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.offload import Upload, Uploader
 from kafka_eventbridge.publisher import DirectPut, make_client, make_s3_client
@@ -25,7 +25,6 @@ from kafka_eventbridge.settings import (
     EventBridgeSettings,
     MappingSettings,
     ValueFormat,
-    load_settings,
 )
 from kafka_eventbridge.testing.moto import moto_server
 from tests.integration.aws_peers import (
@@ -173,28 +172,6 @@ def test_without_a_role_the_default_chain_signs(
     [call] = endpoint.calls
     assert call.access_key == "AKIASOURCEKEY0000000"
     assert len(assumed_roles()) == sessions_before
-
-
-def test_role_settings_are_validated_without_echoing_the_external_id() -> None:
-    base = {"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "b:9092", "BRIDGE_KAFKA_TOPICS": "t"}
-    settings = load_settings(
-        base | {"BRIDGE_AWS_ROLE_ARN": ROLE, "BRIDGE_AWS_ROLE_EXTERNAL_ID": "partner-7f3a"}
-    )
-    assert settings.aws.role_arn == ROLE
-    assert "partner-7f3a" not in repr(settings.redacted())
-
-    bad = base | {
-        "BRIDGE_AWS_ROLE_ARN": "partner-bridge",
-        "BRIDGE_AWS_ROLE_EXTERNAL_ID": "has spaces and a secret",
-        "BRIDGE_AWS_ROLE_DURATION_SECONDS": "60",
-    }
-    with pytest.raises(ConfigError) as refused:
-        load_settings(bad)
-    problems = refused.value.problems
-    text = "\n".join(problems)
-    assert "BRIDGE_AWS_ROLE_ARN" in text
-    assert "BRIDGE_AWS_ROLE_DURATION_SECONDS" in text
-    assert "has spaces" not in text
 
 
 def refuse_assume_role(service: str, _body: bytes) -> tuple[int, bytes]:
