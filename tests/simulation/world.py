@@ -367,6 +367,7 @@ class SimConsumer:
     def _rebalance(self) -> None:
         while self.events:
             event, tps = self.events.popleft()
+            self._settle_commits(event, tps)
             if event == "assign":
                 fresh = sorted(set(tps) - self.assignment)
                 for tp in fresh:
@@ -381,6 +382,16 @@ class SimConsumer:
                     self.listener.partitions_lost(gone)
                 self.assignment.difference_update(gone)
                 self.paused.difference_update(gone)
+
+    def _settle_commits(self, event: str, tps: list[PartitionId]) -> None:
+        """Commits sent before a rebalance reach the coordinator before it: they count, or,
+        for partitions the member lost (it was already fenced), they fail."""
+        reports, self.reports = self.reports, []
+        for report in reports:
+            if event == "lost":
+                report.failed += [tp for tp in report.done if tp in tps]
+                report.done = {tp: o for tp, o in report.done.items() if tp not in tps}
+            self._confirm(report)
 
     def _report_commits(self) -> None:
         now = self.world.clock.now
