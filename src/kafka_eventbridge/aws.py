@@ -108,4 +108,3 @@ def assume_role_arguments(settings: AwsSettings) -> dict[str, Any]:
     if settings.role_external_id is not None:
         arguments["ExternalId"] = settings.role_external_id.get_secret_value()
     return arguments
-
