@@ -11,16 +11,16 @@ PYTEST := $(PY) -m pytest
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]" -e ./testing
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv with the bridge and its development tools
+install: $(STAMP) ## create .venv with the bridge, its test package (testing/) and dev tools
 
 demo: $(STAMP) ## run the bridge against an embedded broker and a local EventBridge emulator
-	$(VENV)/bin/kafka-eventbridge demo
+	$(VENV)/bin/kafka-eventbridge-demo
 
 test: $(STAMP) ## unit and integration tests (embedded broker, stand-in and moto EventBridge)
 	$(PYTEST) tests/unit tests/integration
@@ -38,12 +38,12 @@ test-reliability: $(STAMP) ## fault and load scenarios (long)
 	$(PYTEST) tests/reliability
 
 lint: $(STAMP) ## ruff lint and format check
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src testing/src tests benchmarks
+	$(VENV)/bin/ruff format --check src testing/src tests benchmarks
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src testing/src tests benchmarks
+	$(VENV)/bin/ruff format src testing/src tests benchmarks
 
 typecheck: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy

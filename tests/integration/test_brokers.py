@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
-from kafka_eventbridge.testing.brokers import (
+from kafka_eventbridge_testing.brokers import (
     BrokerKind,
     BrokerOptions,
     BrokerUnavailableError,

@@ -18,7 +18,7 @@ from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import DirectPut, Publisher
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Api
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 
 SOURCE = "aws.partner/example.com/orders"
 

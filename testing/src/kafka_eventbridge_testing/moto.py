@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
