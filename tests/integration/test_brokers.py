@@ -304,7 +304,7 @@ def test_producing_to_an_unknown_topic_auto_creates_it_where_enabled(
 
 @pytest.fixture
 def own_broker_kind(kafka_broker: KafkaBroker) -> BrokerKind:
-    if kafka_broker.kind in (BrokerKind.EXTERNAL, BrokerKind.DOCKER):
+    if kafka_broker.kind == BrokerKind.EXTERNAL:
         pytest.skip(f"the {kafka_broker.kind} broker is not restarted or reconfigured by tests")
     return kafka_broker.kind
 

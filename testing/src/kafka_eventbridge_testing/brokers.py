@@ -11,7 +11,9 @@ The bridge is tested against real peers, not fakes, and a single run picks which
     Real Apache Kafka 4.x, single node in KRaft mode, run from jars that Maven fetches once from
     Maven Central into ``${XDG_CACHE_HOME:-~/.cache}/kafka-eventbridge/``. What CI runs.
 ``docker``
-    testcontainers' Kafka module, where a Docker engine answers; otherwise it is unavailable.
+    Apache Kafka in a container started through testcontainers, on the host network: the
+    image built offline by ``make image-kafka``, or ``BRIDGE_TEST_KAFKA_IMAGE`` (for instance
+    the public ``apache/kafka``) where images can be pulled.
 ``external``
     A broker somebody else runs, at ``BRIDGE_TEST_BOOTSTRAP_SERVERS``.
 
@@ -67,6 +69,7 @@ __all__ = [
     "APACHE_CAPABILITIES",
     "DEFAULT_DOCKER_IMAGE",
     "DEFAULT_KAFKA_VERSION",
+    "DOCKER_LABEL",
     "EMBEDDED_CAPABILITIES",
     "ENV_BOOTSTRAP_SERVERS",
     "ENV_DOCKER_IMAGE",
@@ -100,9 +103,10 @@ ENV_DOCKER_IMAGE = "BRIDGE_TEST_KAFKA_IMAGE"
 
 #: Newest Apache Kafka 4.x on Maven Central when this was written.
 DEFAULT_KAFKA_VERSION = "4.4.0"
-#: testcontainers' KafkaContainer drives Confluent's image start scripts, so it needs a cp-kafka
-#: image; 7.x is the line its KRaft path is known to work with.
-DEFAULT_DOCKER_IMAGE = "confluentinc/cp-kafka:7.9.0"
+#: The image of the ``docker`` kind: Apache Kafka on a Debian Java runtime, built offline from
+#: the jars above by ``scripts/build-images.sh kafka`` (testing/docker/kafka/). The public
+#: ``apache/kafka:<version>`` image takes the same configuration (``BRIDGE_TEST_KAFKA_IMAGE``).
+DEFAULT_DOCKER_IMAGE = f"kafka-eventbridge-test/kafka:{DEFAULT_KAFKA_VERSION}"
 #: Tansu holds every group join for half the session timeout, so clients keep it at the smallest
 #: value Apache Kafka accepts (group.min.session.timeout.ms) to keep rebalances short everywhere.
 SESSION_TIMEOUT_MS = 6000
@@ -792,6 +796,37 @@ logger.state.level = WARN
 """
 
 
+def _kraft_properties(
+    broker: str, controller: str, data_dir: str, options: BrokerOptions
+) -> dict[str, str]:
+    """Single-node KRaft: topics of replication factor 1, no rebalance delay, few threads."""
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{controller}",
+        "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{broker}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": data_dir,
+        "auto.create.topics.enable": str(options.auto_create_topics).lower(),
+        "num.partitions": str(options.num_partitions or 1),
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "5",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # Tests start groups constantly; Kafka's default 3 s wait for more members is waste.
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "num.recovery.threads.per.data.dir": "1",
+    }
+
+
 class ApacheKafkaBroker(_LocalProcessBroker):
     """Apache Kafka 4.x, one node as broker and KRaft controller, on two loopback ports."""
 
@@ -824,33 +859,8 @@ class ApacheKafkaBroker(_LocalProcessBroker):
         return [*java_argv, "kafka.Kafka", str(properties)]
 
     def _server_properties(self, data_dir: Path) -> dict[str, str]:
-        """Single-node KRaft: topics of replication factor 1, no rebalance delay, few threads."""
         broker, controller = f"{_LOCALHOST}:{self._port}", f"{_LOCALHOST}:{self._controller_port}"
-        return {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{controller}",
-            "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
-            "advertised.listeners": f"PLAINTEXT://{broker}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(data_dir),
-            "auto.create.topics.enable": str(self.options.auto_create_topics).lower(),
-            "num.partitions": str(self.options.num_partitions or 1),
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "transaction.state.log.num.partitions": "5",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            # Tests start groups constantly; Kafka's default 3 s wait for more members is waste.
-            "group.initial.rebalance.delay.ms": "0",
-            "num.network.threads": "2",
-            "num.io.threads": "2",
-            "num.recovery.threads.per.data.dir": "1",
-        }
+        return _kraft_properties(broker, controller, str(data_dir), self.options)
 
     def _format_options(self) -> list[str]:
         """Extra ``kafka-storage format`` options (a secured broker's SCRAM users)."""
@@ -1106,7 +1116,17 @@ class SecuredApacheKafkaBroker(ApacheKafkaBroker):
 
 
 class DockerKafkaBroker(KafkaBroker):
-    """testcontainers' KafkaContainer in KRaft mode; unavailable unless a Docker engine answers."""
+    """Apache Kafka in a container, started through testcontainers, on the host network.
+
+    The image is :data:`DEFAULT_DOCKER_IMAGE`, built offline by ``scripts/build-images.sh
+    kafka`` (``make image-kafka``), or whatever ``BRIDGE_TEST_KAFKA_IMAGE`` names: the public
+    ``apache/kafka`` image is configured the same way (``KAFKA_*`` variables, ``CLUSTER_ID``).
+    The container shares the host's network and its listeners bind 127.0.0.1 on free ports, so
+    nothing goes through the engine's bridge network (which may be off) and the advertised
+    address is the one clients use. testcontainers' reaper (Ryuk) is not used: it needs a
+    published port and an image pull; ``stop()``, the ``with`` block and interpreter exit
+    remove the container, and every container carries the label :data:`DOCKER_LABEL`.
+    """
 
     kind = BrokerKind.DOCKER
 
@@ -1125,26 +1145,58 @@ class DockerKafkaBroker(KafkaBroker):
             APACHE_CAPABILITIES,
             auto_create_topics=self.options.auto_create_topics,
             auto_create_partitions=self.options.num_partitions or 1,
-            # A restarted container gets a new host port, but advertises the old one.
-            restartable=False,
-            restart_keeps_data=False,
-            # The default image is Kafka 3.x, where KIP-848 is not on by default.
-            consumer_group_protocol=False,
         )
+
+    @property
+    def image(self) -> str:
+        return os.environ.get(ENV_DOCKER_IMAGE) or DEFAULT_DOCKER_IMAGE
 
     def start(self) -> None:
         if self._container is not None:
             return
-        _require_docker_engine()
-        image = os.environ.get(ENV_DOCKER_IMAGE) or DEFAULT_DOCKER_IMAGE
-        container = _kafka_container_class()(image).with_kraft()
-        container.with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", str(self.options.auto_create_topics))
-        container.with_env("KAFKA_NUM_PARTITIONS", str(self.options.num_partitions or 1))
-        container.start(timeout=int(self.options.start_timeout_s))
+        container = _docker_container(self.image)
+        cluster_id = _random_cluster_id()
+        if self.options.state_dir is not None:
+            cluster_id = self._mount_state_dir(container, self.options.state_dir)
+        port, controller = self.options.broker_port or free_port(), free_port()
+        self._bootstrap = f"{_LOCALHOST}:{port}"
+        properties = _kraft_properties(
+            self._bootstrap, f"{_LOCALHOST}:{controller}", _DOCKER_DATA_DIR, self.options
+        )
+        for key, value in properties.items():
+            container.with_env(_kafka_env_name(key), value)
+        container.with_env("CLUSTER_ID", cluster_id)
+        container.with_env("KAFKA_HEAP_OPTS", f"-Xmx{self.options.heap} -Xms64m")
+        container.with_kwargs(network_mode="host", labels={DOCKER_LABEL: "broker"})
+        container.start()
         self._container = container
-        self._bootstrap = container.get_bootstrap_server()
         atexit.register(self.stop)
-        _await_answer(self._bootstrap, self.options.start_timeout_s, None)
+        self._await()
+
+    @staticmethod
+    def _mount_state_dir(container: Any, state_dir: Path) -> str:
+        """Keep the data in ``state_dir`` (bind-mounted), so a later broker finds it again.
+
+        The directory is opened to the image's non-root user; the cluster id is kept beside
+        the data, since a formatted log dir only starts under the id it was formatted with.
+        """
+        data = state_dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o777)  # the container's user is not this one; the directory is a test's
+        id_file = state_dir / "cluster-id"
+        if not id_file.exists():
+            id_file.write_text(_random_cluster_id())
+        container.with_volume_mapping(str(data), _DOCKER_DATA_DIR, "rw")
+        return id_file.read_text().strip()
+
+    def restart(self) -> None:
+        """``docker restart``: the same container, so the same address and the same data."""
+        if self._container is None:
+            self.start()
+            return
+        self._forget_admin()
+        self._container.get_wrapped_container().restart(timeout=20)
+        self._await()
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
@@ -1153,32 +1205,66 @@ class DockerKafkaBroker(KafkaBroker):
             self._container.stop()
             self._container = None
 
+    def _await(self) -> None:
+        try:
+            _await_answer(self._bootstrap, self.options.start_timeout_s, None)
+        except BrokerStartError as exc:
+            raise BrokerStartError(f"{exc}; container log:\n{self._log_tail()}") from None
 
-def _kafka_container_class() -> Any:
-    """testcontainers moved KafkaContainer to ``community`` in 4.x and deprecated the old path."""
+    def _log_tail(self, lines: int = 25) -> str:
+        out, err = self._container.get_logs()
+        text = (out + err).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+#: log.dirs inside the container: the apache/kafka image makes it, writable by its user; so
+#: does testing/docker/kafka/Dockerfile.
+_DOCKER_DATA_DIR = "/var/lib/kafka/data"
+#: Label on every container this module starts (``docker ps --filter label=...``).
+DOCKER_LABEL = "kafka-eventbridge.test"
+
+
+def _kafka_env_name(key: str) -> str:
+    """A server property as the apache/kafka image's variable: . -> _, _ -> __, - -> ___."""
+    return "KAFKA_" + key.upper().replace("-", "\0").replace("_", "__").replace(".", "_").replace(
+        "\0", "___"
+    )
+
+
+def _docker_container(image: str) -> Any:
+    """A testcontainers DockerContainer for ``image``, once an engine has answered a ping."""
     try:
-        from testcontainers.community.kafka import KafkaContainer
-    except ImportError:
-        from testcontainers.kafka import KafkaContainer
-    return KafkaContainer
-
-
-def _require_docker_engine() -> None:
-    """BrokerUnavailableError unless a Docker engine answers a ping (a CLI alone is not enough)."""
-    try:
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.container import DockerContainer
         from testcontainers.core.docker_client import DockerClient
     except ImportError:
         raise BrokerUnavailableError(
             "testcontainers is not installed (make install, or pip install ./testing)"
         ) from None
+    testcontainers_config.ryuk_disabled = True
     try:
-        DockerClient(timeout=5).client.ping()
+        client = DockerClient(timeout=5).client
+        client.ping()
     except Exception as exc:  # docker raises DockerException, requests' errors, OSError, ...
         detail = (str(exc).splitlines() or [""])[0][:160]
         raise BrokerUnavailableError(
             f"no Docker engine answers ({type(exc).__name__}: {detail}); "
-            f"set {ENV_KIND}=embedded or {ENV_KIND}=apache instead"
+            "scripts/docker-engine.sh starts one (as root on Debian)"
         ) from None
+    if image == DEFAULT_DOCKER_IMAGE and not _has_image(client, image):
+        raise BrokerUnavailableError(
+            f"image {image} is not in the engine: make image-kafka builds it (no pull needed), "
+            f"or set {ENV_DOCKER_IMAGE}=apache/kafka:<version> where images can be pulled"
+        )
+    return DockerContainer(image)
+
+
+def _has_image(client: Any, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except Exception:  # docker.errors.ImageNotFound, or the engine went away
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- external
