@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
 .PHONY: help install demo test test-unit test-integration test-kafka test-reliability \
-	lint format typecheck bench check-chart check-dockerfile check-rules ci clean
+	lint format typecheck bench check-chart check-dockerfile check-rules ci clean \
+	image image-kafka test-image test-docker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +51,18 @@ typecheck: $(STAMP) ## mypy --strict
 
 bench: $(STAMP) ## side-by-side throughput, latency and memory benchmark
 	$(PY) -m benchmarks.run
+
+image: ## build the container image offline (Docker engine started if needed; local Debian base)
+	bash scripts/build-images.sh bridge
+
+image-kafka: $(STAMP) ## build the Apache Kafka image of BRIDGE_TEST_KAFKA=docker, offline
+	bash scripts/build-images.sh kafka
+
+test-image: $(STAMP) image ## run the built image as users do: delivery, dead letter, docker stop, check, contents
+	$(PYTEST) tests/image
+
+test-docker: image-kafka ## integration tests on Apache Kafka in a container (testcontainers)
+	BRIDGE_TEST_KAFKA=docker $(PYTEST) tests/integration
 
 check-chart: ## helm lint, helm template and offline schema validation of the chart
 	bash scripts/check-chart.sh

@@ -23,6 +23,9 @@
 #
 # Environment:
 #   BRIDGE_IMAGE         tag of the bridge image (default kafka-eventbridge:local)
+#   BRIDGE_IMAGE_BASE    local (default: the debootstrap base) or official (the Dockerfile's
+#                        pinned python:3.11-slim-bookworm; needs a registry to pull from)
+#   BRIDGE_IMAGE_SOURCE  the image's source label when origin's URL is not one
 #   BRIDGE_TEST_KAFKA_IMAGE  tag of the Kafka image (default: the fixture's default)
 #   BRIDGE_TEST_KAFKA_VERSION  Kafka version of that image (default: the fixture's default)
 #   DEBIAN_MIRROR        Debian mirror for debootstrap (default: this machine's apt source)
@@ -138,11 +141,15 @@ source_url() {
 }
 
 build_bridge() {
-  local base image="${BRIDGE_IMAGE:-kafka-eventbridge:local}"
-  base="$(ensure_base "${python_base}" "${python_packages}")"
+  local base image="${BRIDGE_IMAGE:-kafka-eventbridge:local}" base_arg=()
+  if [[ "${BRIDGE_IMAGE_BASE:-local}" == official ]]; then
+    base="the Dockerfile's default base (pulled)"
+  else
+    base="$(ensure_base "${python_base}" "${python_packages}")"
+    base_arg=(--build-arg "PYTHON_IMAGE=${base}")
+  fi
   log "building ${image} from the Dockerfile on ${base}"
-  docker_build --network host \
-    --build-arg "PYTHON_IMAGE=${base}" \
+  docker_build --network host "${base_arg[@]}" \
     --build-arg "REVISION=$(git rev-parse HEAD)" \
     --build-arg "SOURCE=$(source_url)" \
     --tag "${image}" .

@@ -222,6 +222,7 @@ verify_venv() {
   # Only locked runtime packages plus the project: no dev/test extras, no build tools.
   "${venv}/bin/python" - requirements.lock <<'PY'
 import importlib.metadata
+import importlib.util
 import re
 import sys
 
@@ -235,6 +236,10 @@ with open(sys.argv[1]) as lock:
     # A universal lock also pins what only WebAssembly builds install (httpx2-jsfetch).
     locked = {norm(m[1]) for m in entries if "sys_platform == 'emscripten'" not in (m[2] or "")}
 expected = locked | {"kafka-eventbridge"}
+# The test doubles and their emulator live in the test-only package (testing/), never here.
+for module in ("kafka_eventbridge_testing", "kafka_eventbridge.testing", "moto"):
+    if importlib.util.find_spec(module) is not None:
+        sys.exit(f"check-dockerfile: {module} is importable in the image's virtualenv")
 installed = {norm(d.metadata["Name"]) for d in importlib.metadata.distributions()}
 if installed != expected:
     sys.exit(

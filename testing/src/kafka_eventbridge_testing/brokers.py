@@ -22,7 +22,8 @@ certificates and users of its own making, for the security tests; it is not a
 ``BRIDGE_TEST_KAFKA`` kind (those tests start it whatever the kind).
 
 A broker that cannot run on this machine raises :class:`BrokerUnavailableError` from
-``start()``; the test fixture turns that into a skip with the exception's message. Every process
+``start()``; the test fixture fails the run with the exception's message when the kind was
+named in ``BRIDGE_TEST_KAFKA``, and skips only for the default kind. Every process
 started here runs in its own session with its output in a log file, and is stopped by ``stop()``,
 by leaving the ``with`` block, at interpreter exit, and (Linux) by the kernel when this process
 dies.
