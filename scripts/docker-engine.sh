@@ -41,8 +41,12 @@ start_engine() {
   # setsid: the engine outlives this script and the CI step that started it.
   setsid dockerd --bridge=none --iptables=false --ip-masq=false \
     >>"${cache}/dockerd.log" 2>&1 </dev/null &
-  local deadline=$((SECONDS + wait_s))
+  local pid=$! deadline=$((SECONDS + wait_s))
   until answers; do
+    if ! kill -0 "${pid}" 2>/dev/null; then
+      tail -n 5 "${cache}/dockerd.log" >&2 || true
+      die "dockerd exited before answering (log above)"
+    fi
     if ((SECONDS >= deadline)); then
       tail -n 20 "${cache}/dockerd.log" >&2 || true
       die "dockerd did not answer within ${wait_s}s (log above)"

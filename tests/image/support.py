@@ -75,7 +75,8 @@ class BridgeContainer:
     port: int = field(default_factory=free_port)
 
     def start(self) -> BridgeContainer:
-        env = {**self.env, "BRIDGE_HTTP_PORT": str(self.port)}
+        # The host's network is shared: the HTTP endpoints listen on loopback only.
+        env = {**self.env, "BRIDGE_HTTP_HOST": "127.0.0.1", "BRIDGE_HTTP_PORT": str(self.port)}
         docker(
             "run",
             "--detach",

@@ -70,6 +70,7 @@ def test_delivers_dead_letters_and_stops_cleanly_on_docker_stop(
         )
         code, elapsed = container.stop(STOP_GRACE_S)
 
+    print(f"docker stop: exit {code} after {elapsed:.1f}s")
     assert code == 0, container.logs()
     assert elapsed < SHUTDOWN_TIMEOUT_S, f"docker stop took {elapsed:.1f}s"
     delivered = ids_of(entry.detail for entry in fake.entries())
