@@ -160,8 +160,9 @@ build_bridge() {
 build_kafka() {
   local base image version libs context
   [[ -x "${python}" ]] || die "${python} is missing; run make install"
-  version="$("${python}" -c 'from kafka_eventbridge_testing.brokers import _default_kafka_version as v; print(v())')"
-  image="${BRIDGE_TEST_KAFKA_IMAGE:-$("${python}" -c 'from kafka_eventbridge_testing.brokers import DEFAULT_DOCKER_IMAGE as i; print(i)')}"
+  # The version and the tag the fixture will ask for (both follow BRIDGE_TEST_KAFKA_VERSION).
+  version="$("${python}" -c 'from kafka_eventbridge_testing.brokers import BrokerOptions as o; print(o().kafka_version)')"
+  image="$("${python}" -c 'from kafka_eventbridge_testing.brokers import docker_image; print(docker_image())')"
   base="$(ensure_base "${jre_base}" "${jre_packages}")"
   libs="$("${python}" -c "from kafka_eventbridge_testing.brokers import fetch_apache_kafka as f; print(f('${version}'))")"
   context="$(mktemp -d "${TMPDIR:-/tmp}/kafka-image.XXXXXX")"

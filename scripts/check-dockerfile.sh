@@ -55,7 +55,7 @@ lint() {
   local hadolint
   hadolint="$(find_hadolint)"
   log "hadolint ($("${hadolint}" --version))"
-  "${hadolint}" Dockerfile
+  "${hadolint}" Dockerfile testing/docker/kafka/Dockerfile
 }
 
 # Translate the build stage into a bash script. Supported: ARG, ENV (key=value form),

@@ -76,6 +76,7 @@ __all__ = [
     "ENV_DOCKER_IMAGE",
     "ENV_KAFKA_VERSION",
     "ENV_KIND",
+    "LOCAL_DOCKER_REPOSITORY",
     "SESSION_TIMEOUT_MS",
     "ApacheKafkaBroker",
     "BrokerCapabilities",
@@ -91,6 +92,7 @@ __all__ = [
     "SecuredApacheKafkaBroker",
     "TlsFiles",
     "create_broker",
+    "docker_image",
     "fetch_apache_kafka",
     "kafka_cache_dir",
     "main",
@@ -107,7 +109,8 @@ DEFAULT_KAFKA_VERSION = "4.4.0"
 #: The image of the ``docker`` kind: Apache Kafka on a Debian Java runtime, built offline from
 #: the jars above by ``scripts/build-images.sh kafka`` (testing/docker/kafka/). The public
 #: ``apache/kafka:<version>`` image takes the same configuration (``BRIDGE_TEST_KAFKA_IMAGE``).
-DEFAULT_DOCKER_IMAGE = f"kafka-eventbridge-test/kafka:{DEFAULT_KAFKA_VERSION}"
+LOCAL_DOCKER_REPOSITORY = "kafka-eventbridge-test/kafka"
+DEFAULT_DOCKER_IMAGE = f"{LOCAL_DOCKER_REPOSITORY}:{DEFAULT_KAFKA_VERSION}"
 #: Tansu holds every group join for half the session timeout, so clients keep it at the smallest
 #: value Apache Kafka accepts (group.min.session.timeout.ms) to keep rebalances short everywhere.
 SESSION_TIMEOUT_MS = 6000
@@ -1150,7 +1153,8 @@ class DockerKafkaBroker(KafkaBroker):
 
     @property
     def image(self) -> str:
-        return os.environ.get(ENV_DOCKER_IMAGE) or DEFAULT_DOCKER_IMAGE
+        """``BRIDGE_TEST_KAFKA_IMAGE``, else the local image of the options' Kafka version."""
+        return docker_image(self.options.kafka_version)
 
     def start(self) -> None:
         if self._container is not None:
@@ -1218,6 +1222,12 @@ class DockerKafkaBroker(KafkaBroker):
         return "\n".join(text.splitlines()[-lines:])
 
 
+def docker_image(kafka_version: str | None = None) -> str:
+    """The image of the ``docker`` kind: ``BRIDGE_TEST_KAFKA_IMAGE``, else the local build."""
+    version = kafka_version or _default_kafka_version()
+    return os.environ.get(ENV_DOCKER_IMAGE) or f"{LOCAL_DOCKER_REPOSITORY}:{version}"
+
+
 #: log.dirs inside the container: the apache/kafka image makes it, writable by its user; so
 #: does testing/docker/kafka/Dockerfile.
 _DOCKER_DATA_DIR = "/var/lib/kafka/data"
@@ -1252,7 +1262,7 @@ def _docker_container(image: str) -> Any:
             f"no Docker engine answers ({type(exc).__name__}: {detail}); "
             "scripts/docker-engine.sh starts one (as root on Debian)"
         ) from None
-    if image == DEFAULT_DOCKER_IMAGE and not _has_image(client, image):
+    if image.startswith(f"{LOCAL_DOCKER_REPOSITORY}:") and not _has_image(client, image):
         raise BrokerUnavailableError(
             f"image {image} is not in the engine: make image-kafka builds it (no pull needed), "
             f"or set {ENV_DOCKER_IMAGE}=apache/kafka:<version> where images can be pulled"
