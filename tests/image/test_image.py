@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 from tests.image.support import BridgeContainer, docker, run_once
 from tests.integration.support import (
     bridge_env,
@@ -80,6 +80,41 @@ def test_delivers_dead_letters_and_stops_cleanly_on_docker_stop(
     assert headers_of(dead[0])["bridge.error.stage"] == b"decode"
     logs = [json.loads(line) for line in container.logs().splitlines() if line.startswith("{")]
     assert logs, "the daemon logs JSON lines to the container's output"
+
+
+def test_docker_stop_mid_stream_drains_and_commits_what_was_delivered(
+    image: str, kafka_broker: KafkaBroker, containers: list[BridgeContainer]
+) -> None:
+    name, group = unique("orders"), unique("group")
+    kafka_broker.create_topic(name, 3)
+    kafka_broker.create_topic(f"{group}.dlq", 1)
+    total = 5_000
+    produce(kafka_broker, name, json_values("m", total))
+
+    with FakeEventBridge() as fake:
+        fake.set_faults(Faults(latency_ms=30))  # requests are in flight when the signal comes
+        env = bridge_env(
+            kafka_broker,
+            name,
+            group,
+            fake.url,
+            BRIDGE_SHUTDOWN_TIMEOUT_SECONDS=str(SHUTDOWN_TIMEOUT_S),
+            BRIDGE_MAX_IN_FLIGHT_REQUESTS="2",
+            BRIDGE_MAX_BUFFERED_RECORDS="300",
+            BRIDGE_CONSUME_BATCH_SIZE="100",
+        )
+        container = BridgeContainer(image, env).start()
+        containers.append(container)
+        wait_until(lambda: fake.stats().entries_accepted >= 500, 90, "some entries accepted")
+        code, elapsed = container.stop(STOP_GRACE_S)
+        accepted = set(ids_of(entry.detail for entry in fake.entries()))
+
+    print(f"docker stop mid-stream: exit {code} after {elapsed:.1f}s")
+    assert code == 0, container.logs()
+    assert elapsed < SHUTDOWN_TIMEOUT_S, f"docker stop took {elapsed:.1f}s"
+    marks = committed(kafka_broker, group, name, 3)
+    assert 0 < sum(marks.values()) < total  # stopped mid-stream, and the drain committed
+    assert sum(marks.values()) <= len(accepted)  # never past what EventBridge accepted
 
 
 def test_check_prints_a_readable_report(image: str, kafka_broker: KafkaBroker) -> None:
