@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install demo test test-unit test-integration test-kafka test-reliability \
+.PHONY: help install demo test test-unit test-simulation test-integration test-kafka test-reliability \
 	lint format typecheck bench check-chart check-dockerfile check-rules ci clean \
 	image image-kafka test-image test-docker
 
@@ -23,11 +23,14 @@ install: $(STAMP) ## create .venv with the bridge, its test package (testing/) a
 demo: $(STAMP) ## run the bridge against an embedded broker and a local EventBridge emulator
 	$(VENV)/bin/kafka-eventbridge-demo
 
-test: $(STAMP) ## unit and integration tests (embedded broker, stand-in and moto EventBridge)
-	$(PYTEST) tests/unit tests/integration
+test: $(STAMP) ## unit, simulation and integration tests (embedded broker, stand-in and moto EventBridge)
+	$(PYTEST) tests/unit tests/simulation tests/integration
 
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(PYTEST) tests/unit
+
+test-simulation: $(STAMP) ## the loop over seeded random schedules (BRIDGE_SIM_SEED, BRIDGE_SIM_SCHEDULES)
+	$(PYTEST) tests/simulation
 
 test-integration: $(STAMP) ## integration tests on BRIDGE_TEST_KAFKA (default embedded)
 	$(PYTEST) tests/integration
