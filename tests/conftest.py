@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kafka_eventbridge.testing.brokers import BrokerUnavailableError, KafkaBroker, create_broker
+from kafka_eventbridge_testing.brokers import BrokerUnavailableError, KafkaBroker, create_broker
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
