@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from kafka_eventbridge.consumer import KafkaConsumer, consumer_config
 from kafka_eventbridge.deadletter import DeadLetterProducer, producer_config
 from kafka_eventbridge.errors import FatalError, RecordError, Stage
 from kafka_eventbridge.guard import DeadLetterGuard
+from kafka_eventbridge.lag import LagMonitor, WatermarkAge
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offload import OffloadPolicy, Uploader
 from kafka_eventbridge.offsets import OffsetTracker, PartitionId
@@ -37,7 +39,7 @@ from kafka_eventbridge.publisher import (
     make_client,
     make_s3_client,
 )
-from kafka_eventbridge.ratelimit import RateLimiter
+from kafka_eventbridge.ratelimit import RateLimiter, group_share
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Ordering, Settings
@@ -46,7 +48,6 @@ from kafka_eventbridge.telemetry import Health, Metrics
 log = logging.getLogger("kafka_eventbridge")
 
 IDLE_WAIT = 0.1  # longest a loop turn waits for records or results
-LAG_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class _Token:
     stage: Stage
 
 
-def build_mapper(settings: Settings) -> Mapper:
+def build_mapper(settings: Settings, on_registry_error: Callable[[], None] | None = None) -> Mapper:
     routes = load_routes(settings.mapping, settings.eventbridge.api, settings.kafka.topics)
     return Mapper(
         routes,
@@ -66,7 +67,7 @@ def build_mapper(settings: Settings) -> Mapper:
         value_format=settings.mapping.value_format,
         tombstones=settings.mapping.tombstones,
         event_bus=settings.eventbridge.event_bus or "default",
-        **build_decoders(settings.mapping),
+        **build_decoders(settings.mapping, on_registry_error),
         offload=offload_policy(settings),
     )
 
@@ -93,7 +94,7 @@ class Bridge:
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
-        self.mapper = build_mapper(settings)
+        self.mapper = build_mapper(settings, self._registry_error)
         self.tracker = OffsetTracker()
         self.batcher = Batcher(
             max_entries=settings.batch_max_entries,
@@ -106,15 +107,32 @@ class Bridge:
             pipeline.retry_backoff_initial_ms / 1000, pipeline.retry_backoff_max_ms / 1000
         )
         self.guard = DeadLetterGuard(pipeline.dlq_max_ratio, pipeline.dlq_ratio_window)
-        self.limiter = RateLimiter(pipeline.max_entries_per_second)
+        budget, cap = pipeline.group_max_entries_per_second, pipeline.max_entries_per_second
+        self.limiter = RateLimiter(group_share(budget, 0, None, cap))
         kafka = consumer_config(settings.kafka, settings.kafka_properties.values)
         self.consumer = KafkaConsumer(kafka, settings.kafka.topics, self, self._commit_result)
         self.dead_letters = DeadLetterProducer(
-            producer_config(kafka), settings.dlq_topic, self._dead_letter_delivered
+            producer_config(kafka),
+            settings.dlq_topic,
+            self._dead_letter_delivered,
+            lambda: self.metrics.dependency_error("dead_letter_producer"),
         )
+        self.lag = LagMonitor(
+            kafka,
+            group=settings.kafka.group_id,
+            topics=settings.kafka.topics,
+            metrics=self.metrics,
+            interval=settings.telemetry.lag_interval_seconds,
+            assignment=lambda: tuple(self.consumer.assignment),
+            high_watermark=self.consumer.high_watermark,
+        )
+        self.ages = WatermarkAge()
         events = client or make_client(settings.eventbridge, pipeline.max_in_flight_requests)
         uploader = (
-            Uploader(make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests))
+            Uploader(
+                make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests),
+                lambda: self.metrics.dependency_error("s3_offload"),
+            )
             if settings.offload.bucket
             else None
         )
@@ -130,7 +148,6 @@ class Bridge:
         self.paused = False
         self.fatal: FatalError | None = None
         self._last_commit = 0.0
-        self._last_lag = 0.0
         self._counters: dict[tuple[int, str], Any] = {}
         self._tallies: dict[tuple[int, str], int] = {}
         self._pause_new = False
@@ -142,9 +159,15 @@ class Bridge:
         try:
             self.dead_letters.check_topic()
             self.consumer.subscribe()
+            self.lag.start()
+            self.health.start_done()
             while not self.stopping:
                 self.step()
-            self.drain(self.tracker.partitions, self.settings.pipeline.shutdown_timeout_seconds)
+            self.drain(
+                self.tracker.partitions,
+                self.settings.pipeline.shutdown_timeout_seconds,
+                reason="shutdown",
+            )
             self.commit(wait=True)
             log.info("stopped", extra={"unresolved": self.tracker.unresolved()})
             return 0
@@ -157,6 +180,7 @@ class Bridge:
     def stop(self) -> None:
         """Ask the loop to drain and exit (from a signal handler)."""
         self.stopping = True
+        self.health.shutting_down()
 
     def step(self) -> None:
         """One turn: take records, publish what is due, settle results, commit, observe."""
@@ -219,6 +243,9 @@ class Bridge:
             return
         self.batcher.add(Pending(entry, record, epoch), now)
 
+    def _registry_error(self) -> None:
+        self.metrics.dependency_error("schema_registry")
+
     def _count(self, counter: Any, topic: str) -> None:
         """Tally per record; :meth:`_flush_counts` adds the tallies once per loop turn (a
         labelled counter's ``inc`` takes a lock, which showed in profiles at two per record)."""
@@ -276,9 +303,13 @@ class Bridge:
         outcome = completion.outcome
         self.batcher.release(completion.batch)
         self.metrics.publish_requests.labels(outcome=outcome.label).inc()
-        self.metrics.publish_duration.observe(completion.duration)
+        self.metrics.publish_duration.labels(outcome=outcome.label).observe(completion.duration)
+        wall = time.time()
         for item in outcome.accepted:
             self._count(self.metrics.entries_published, item.record.topic)
+            if item.record.timestamp is not None:
+                latency = max(wall - item.record.timestamp / 1000, 0.0)
+                self.metrics.end_to_end_latency.observe(latency)
             self.resolve(item.record, item.epoch)
         if outcome.fatal is not None:
             raise outcome.fatal
@@ -385,7 +416,7 @@ class Bridge:
 
     def partitions_assigned(self, partitions: list[PartitionId]) -> None:
         self.tracker.assign(partitions)
-        self.health.assigned = True
+        self.health.joined()
         self.metrics.rebalances.labels(event="assigned").inc()
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
         if self.paused:
@@ -405,6 +436,7 @@ class Bridge:
     def partitions_lost(self, partitions: list[PartitionId]) -> None:
         self.metrics.rebalances.labels(event="lost").inc()
         log.warning("partitions lost", extra={"partitions": _names(partitions)})
+        self.health.left_group()
         self.forget(partitions)
 
     def forget(self, partitions: list[PartitionId]) -> None:
@@ -415,7 +447,7 @@ class Bridge:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
 
-    def drain(self, partitions: list[PartitionId], timeout: float) -> None:
+    def drain(self, partitions: list[PartitionId], timeout: float, reason: str = "revoke") -> None:
         """Publish and settle what these partitions hold, for at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while self.tracker.unresolved(partitions) and time.monotonic() < deadline:
@@ -428,6 +460,7 @@ class Bridge:
             self.health.beat()
         left = self.tracker.unresolved(partitions)
         if left:
+            self.metrics.records_abandoned.labels(reason=reason).inc(left)
             log.warning(
                 "drain timed out; unresolved records will be redelivered",
                 extra={"unresolved": left},
@@ -442,20 +475,28 @@ class Bridge:
         m.in_flight_requests.set(self.publisher.in_flight)
         m.backpressure_paused.set(1 if self.paused else 0)
         m.assigned_partitions.set(len(self.consumer.assignment))
-        ready, _ = self.health.ready()
-        m.ready.set(1 if ready else 0)
         self.health.beat()
-        if now - self._last_lag >= LAG_INTERVAL:
-            self._last_lag = now
-            for tp in list(self.consumer.assignment):
-                lag = self.consumer.lag(tp, self.tracker.watermark(tp))
-                if lag is not None:
-                    m.consumer_lag.labels(topic=tp[0], partition=str(tp[1])).set(lag)
+        if self.ages.due(now):
+            tracker = self.tracker
+            held = [
+                (tp, tracker.watermark(tp)) for tp in tracker.partitions if tracker.unresolved([tp])
+            ]
+            m.oldest_unresolved_age.set(self.ages.oldest(now, held))
+        pipeline = self.settings.pipeline
+        if pipeline.group_max_entries_per_second:
+            share = group_share(
+                pipeline.group_max_entries_per_second,
+                len(self.consumer.assignment),
+                self.lag.group_partitions,
+                pipeline.max_entries_per_second,
+            )
+            self.limiter.set_rate(share, now)
+        m.rate_limit.set(self.limiter.rate)
+        m.rate_limit_wait.inc(self.limiter.take_waited(now))
 
     def fail(self, exc: FatalError) -> None:
         self.fatal = exc
-        self.health.fatal = exc.code
-        self.metrics.ready.set(0)
+        self.health.failed(exc.code)
         log.error(
             "fatal: %s: %s", exc.code, exc.message, extra={"unresolved": self.tracker.unresolved()}
         )
@@ -468,6 +509,7 @@ class Bridge:
 
     def close(self) -> None:
         self.closing = True
+        self.lag.stop()
         try:
             self.consumer.close()
         except Exception:
