@@ -476,6 +476,7 @@ class Bridge:
         m.backpressure_paused.set(1 if self.paused else 0)
         m.assigned_partitions.set(len(self.consumer.assignment))
         self.health.beat()
+        self.lag.sample(now)
         if self.ages.due(now):
             tracker = self.tracker
             held = [

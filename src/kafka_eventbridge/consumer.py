@@ -175,7 +175,7 @@ class KafkaConsumer:
 
     def high_watermark(self, tp: PartitionId) -> int | None:
         """The high watermark carried by the latest fetch response (no broker round trip;
-        frozen while the partition is paused). Safe to call from another thread."""
+        frozen while the partition is paused). From the loop's thread only."""
         try:
             _low, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
         except KafkaException:

@@ -17,6 +17,10 @@ defaults to ``earliest``).
 A replica reports only its own partitions, and nothing when it is down: alert on the
 broker-side figure; this one is for the bridge's dashboard and for the replica's view.
 
+The consumer itself is never called from the monitor's thread (confluent-kafka's consumer
+blocks such calls while the loop sits in ``consume``): the loop hands over its assignment
+and the fetch high watermarks through :meth:`LagMonitor.sample`, once a second.
+
 Each round also counts the partitions of the subscribed topics (``group_partitions``),
 which a group-wide rate budget is shared by (:func:`ratelimit.group_share`).
 """
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Assignment = Callable[[], Iterable[PartitionId]]
 HighWatermark = Callable[[PartitionId], int | None]
+SAMPLE_PERIOD = 1.0  # seconds between two hand-overs of the loop's view
 
 
 def admin_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +93,10 @@ class LagMonitor:
         }
         self._admin = AdminClient(client)
         self._reported: set[PartitionId] = set()
+        self._lock = threading.Lock()
+        self._partitions: tuple[PartitionId, ...] = ()
+        self._fetched: dict[PartitionId, int] = {}
+        self._next_sample = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consumer-lag", daemon=True)
 
@@ -98,6 +107,21 @@ class LagMonitor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(self._timeout + 1)
+
+    def sample(self, now: float) -> None:
+        """On the loop's thread: hand over the assignment and the fetch high watermarks."""
+        if now < self._next_sample:
+            return
+        self._next_sample = now + SAMPLE_PERIOD
+        partitions = tuple(sorted(set(self._assignment())))
+        fetched: dict[PartitionId, int] = {}
+        if self._high_watermark is not None:
+            for tp in partitions:
+                high = self._high_watermark(tp)
+                if high is not None:
+                    fetched[tp] = high
+        with self._lock:
+            self._partitions, self._fetched = partitions, fetched
 
     def _run(self) -> None:
         while True:
@@ -111,13 +135,13 @@ class LagMonitor:
 
     def refresh(self) -> dict[PartitionId, int]:
         """One round: read the offsets, set the gauges, drop the series of partitions gone."""
-        # The assignment set belongs to the main thread; tuple() copies it in one step.
-        partitions = sorted(set(tuple(self._assignment())))
+        with self._lock:
+            partitions, fetched = list(self._partitions), self._fetched
         self.group_partitions = self._subscribed_partitions()
         lags: dict[PartitionId, int] = {}
         if partitions:
             committed = self._committed(partitions)
-            ends = self._ends(partitions)
+            ends = self._ends(partitions, fetched)
             starts = self._starts([tp for tp in partitions if committed.get(tp) is None])
             for tp in partitions:
                 lag = partition_lag(committed.get(tp), starts.get(tp), ends.get(tp))
@@ -178,13 +202,13 @@ class LagMonitor:
                 offsets[(tp.topic, tp.partition)] = offset
         return offsets
 
-    def _ends(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
+    def _ends(
+        self, partitions: list[PartitionId], fetched: Mapping[PartitionId, int]
+    ) -> dict[PartitionId, int]:
         ends = self._list_offsets(partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
-        if self._high_watermark is not None:
-            for tp in partitions:
-                fetched = self._high_watermark(tp)
-                if fetched is not None and fetched > ends.get(tp, -1):
-                    ends[tp] = fetched
+        for tp in partitions:
+            if tp in fetched and fetched[tp] > ends.get(tp, -1):
+                ends[tp] = fetched[tp]
         return ends
 
     def _starts(self, partitions: list[PartitionId]) -> dict[PartitionId, int]:
