@@ -94,6 +94,7 @@ class Bridge:
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
+        self.metrics.bind(self.health)
         self.mapper = build_mapper(settings, self._registry_error)
         self.tracker = OffsetTracker()
         self.batcher = Batcher(
@@ -478,11 +479,13 @@ class Bridge:
         self.health.beat()
         self.lag.sample(now)
         if self.ages.due(now):
-            tracker = self.tracker
-            held = [
-                (tp, tracker.watermark(tp)) for tp in tracker.partitions if tracker.unresolved([tp])
-            ]
-            m.oldest_unresolved_age.set(self.ages.oldest(now, held))
+            m.oldest_unresolved_age.set(self.ages.of_tracker(now, self.tracker))
+        self._share_rate_budget(now)
+        m.rate_limit.set(self.limiter.rate)
+        m.rate_limit_wait.inc(self.limiter.take_waited(now))
+
+    def _share_rate_budget(self, now: float) -> None:
+        """This replica's share of BRIDGE_GROUP_MAX_ENTRIES_PER_SECOND, by its partitions."""
         pipeline = self.settings.pipeline
         if pipeline.group_max_entries_per_second:
             share = group_share(
@@ -492,8 +495,6 @@ class Bridge:
                 pipeline.max_entries_per_second,
             )
             self.limiter.set_rate(share, now)
-        m.rate_limit.set(self.limiter.rate)
-        m.rate_limit_wait.inc(self.limiter.take_waited(now))
 
     def fail(self, exc: FatalError) -> None:
         self.fatal = exc

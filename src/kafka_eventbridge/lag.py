@@ -40,7 +40,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from kafka_eventbridge import kafka_auth
 from kafka_eventbridge.deadletter import CONSUMER_ONLY
-from kafka_eventbridge.offsets import PartitionId
+from kafka_eventbridge.offsets import OffsetTracker, PartitionId
 from kafka_eventbridge.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,12 @@ class WatermarkAge:
             return False
         self._next = now + self.period
         return True
+
+    def of_tracker(self, now: float, tracker: OffsetTracker) -> float:
+        """:meth:`oldest` over the tracker's partitions that hold unresolved records."""
+        partitions = tracker.partitions
+        held = [(tp, tracker.watermark(tp)) for tp in partitions if tracker.unresolved([tp])]
+        return self.oldest(now, held)
 
     def oldest(self, now: float, held: Iterable[tuple[PartitionId, int | None]]) -> float:
         """The largest age over ``held`` (partition, watermark) pairs; 0 when none."""

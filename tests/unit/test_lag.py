@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kafka_eventbridge.lag import WatermarkAge, admin_config, partition_lag
+from kafka_eventbridge.offsets import OffsetTracker
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,19 @@ def test_age_is_sampled_at_its_period() -> None:
     assert ages.due(10.0)
     assert not ages.due(10.2)
     assert ages.due(10.5)
+
+
+def test_age_counts_only_partitions_with_unresolved_records() -> None:
+    tracker = OffsetTracker()
+    busy, idle = ("orders", 0), ("orders", 1)
+    tracker.assign([busy, idle])
+    epoch = tracker.add(busy, 0, 10)
+    assert epoch is not None
+    idle_epoch = tracker.add(idle, 0, 10)
+    assert idle_epoch is not None
+    tracker.resolve(idle, 0, idle_epoch)  # nothing left on idle: its watermark stands still
+    ages = WatermarkAge()
+    assert ages.of_tracker(0.0, tracker) == 0.0
+    assert ages.of_tracker(30.0, tracker) == 30.0  # busy's record 0 still unresolved
+    tracker.resolve(busy, 0, epoch)
+    assert ages.of_tracker(40.0, tracker) == 0.0
