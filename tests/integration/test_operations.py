@@ -1,4 +1,5 @@
-"""Readiness as Kubernetes reads it: group membership, not partitions; off from SIGTERM."""
+"""What on-call relies on: readiness by group membership, off from SIGTERM; a group-wide
+rate budget that holds whatever the replica count."""
 
 from __future__ import annotations
 
@@ -54,3 +55,37 @@ def test_unready_from_sigterm_on_while_the_drain_runs(scenario: Scenario) -> Non
     assert process.get("/readyz") == (503, "shutting down\n")
     assert process.get("/healthz")[0] == 200, "draining is no reason for a restart"
     assert process.wait(30) == 0
+
+
+def test_a_group_rate_budget_is_shared_by_the_replicas(scenario: Scenario) -> None:
+    """BRIDGE_GROUP_MAX_ENTRIES_PER_SECOND caps the group, whatever its replica count: two
+    bridges send at the budget together, not at twice it (which a per-process limit would)."""
+    topic = scenario.topic(partitions=4)
+    budget, records = 300, 4_800
+    settings = {
+        "BRIDGE_GROUP_MAX_ENTRIES_PER_SECOND": str(budget),
+        "BRIDGE_LAG_INTERVAL_SECONDS": "1",
+    }
+    bridges = [scenario.bridge(topic, **settings) for _ in range(2)]
+    settle = scenario.broker.capabilities.group_settle_s * 2
+    wait_until(
+        lambda: [b.metric(ASSIGNED) for b in bridges] in ([1, 3], [2, 2], [3, 1]),
+        settle,
+        "four partitions spread over two bridges",
+    )
+    wait_until(
+        lambda: (
+            sum(b.metric("kafka_eventbridge_rate_limit_entries_per_second") for b in bridges)
+            == budget
+        ),
+        15,
+        "the shares add up to the budget",
+    )
+    produce(scenario.broker, topic, json_values("budget", records))
+    wait_until(lambda: scenario.fake.stats().entries_accepted >= records, 90, "all delivered")
+    times = sorted(entry.received_at for entry in scenario.fake.entries())
+    # Each bridge may start with a full bucket (a second of its share): the rest goes at the
+    # budget, for the group as a whole.
+    assert times[-1] - times[0] >= (records - budget) / budget * 0.9
+    for process in bridges:
+        assert process.terminate() == 0
