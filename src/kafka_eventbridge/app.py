@@ -418,6 +418,7 @@ class Bridge:
     def partitions_assigned(self, partitions: list[PartitionId]) -> None:
         self.tracker.assign(partitions)
         self.health.joined()
+        self.metrics.topics_assigned({topic for topic, _ in partitions})
         self.metrics.rebalances.labels(event="assigned").inc()
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
         if self.paused:

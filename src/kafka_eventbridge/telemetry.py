@@ -25,6 +25,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -203,6 +204,12 @@ class Metrics:
             self.dependency_errors.labels(dependency=dependency)
         for reason in ABANDON_REASONS:
             self.records_abandoned.labels(reason=reason)
+
+    def topics_assigned(self, topics: Iterable[str]) -> None:
+        """Create the per-topic counters at 0 as soon as a topic is assigned."""
+        for topic in topics:
+            for counter in (self.records_consumed, self.records_filtered, self.entries_published):
+                counter.labels(topic=topic)
 
     def bind(self, health: Health) -> None:
         """``ready`` reads the probe's own answer at every scrape, so it is never stale."""

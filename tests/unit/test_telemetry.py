@@ -139,3 +139,11 @@ def test_dependency_errors_count_by_peer() -> None:
     values = samples(scrape(metrics, started())[0])
     assert values['kafka_eventbridge_dependency_errors_total{dependency="s3_offload"}'] == 2
     assert values['kafka_eventbridge_dependency_errors_total{dependency="schema_registry"}'] == 0
+
+
+def test_per_topic_counters_start_at_zero_once_the_topic_is_assigned() -> None:
+    metrics = Metrics()
+    metrics.topics_assigned(["orders"])
+    values = samples(scrape(metrics, started())[0])
+    for name in ("records_consumed", "records_filtered", "entries_published"):
+        assert values[f'kafka_eventbridge_{name}_total{{topic="orders"}}'] == 0
