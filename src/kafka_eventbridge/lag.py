@@ -142,9 +142,13 @@ class LagMonitor:
         if partitions:
             committed = self._committed(partitions)
             ends = self._ends(partitions, fetched)
-            starts = self._starts([tp for tp in partitions if committed.get(tp) is None])
+            # None: no commit yet (count from the log start); absent: the read failed (no figure).
+            new = [tp for tp in partitions if tp in committed and committed[tp] is None]
+            starts = self._starts(new)
             for tp in partitions:
-                lag = partition_lag(committed.get(tp), starts.get(tp), ends.get(tp))
+                if tp not in committed:
+                    continue
+                lag = partition_lag(committed[tp], starts.get(tp), ends.get(tp))
                 if lag is not None:
                     lags[tp] = lag
         gauge = self.metrics.consumer_lag
@@ -179,6 +183,8 @@ class LagMonitor:
         )
         futures = self._admin.list_consumer_group_offsets([request], request_timeout=self._timeout)
         result = futures[self.group].result(timeout=self._timeout + 1)
+        if any(tp.error is not None for tp in result.topic_partitions):
+            self.metrics.lag_refresh_errors.inc()
         return {
             (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
             for tp in result.topic_partitions
