@@ -92,10 +92,12 @@ class DeadLetterProducer:
         config: Mapping[str, Any],
         topic: str,
         on_delivered: Delivered,
+        on_wait: Callable[[], None] = lambda: None,
         on_error: Callable[[], None] | None = None,
     ) -> None:
         self.topic = topic
         self.on_delivered = on_delivered
+        self.on_wait = on_wait  # called while a full local queue holds a dead letter back
         self.on_error = on_error
         self.pending = 0
         self.fatal: FatalError | None = None
@@ -160,8 +162,14 @@ class DeadLetterProducer:
                 )
                 return
             except BufferError:
-                # The local queue is full: serve delivery reports until there is room.
+                # The local queue is full: serve delivery reports until there is room. The
+                # loop is alive meanwhile (its liveness must say so), unless the producer
+                # has failed for good.
                 self._producer.poll(0.1)
+                self.on_wait()
+                if self.fatal is not None:
+                    self.pending -= 1
+                    return
             except KafkaException as exc:
                 # Refused before it was queued (e.g. larger than message.max.bytes): this
                 # record can never be written, so it can never be resolved. Stop, readably.

@@ -17,6 +17,10 @@ Pure: the caller passes the clock in.
 
 from __future__ import annotations
 
+# Refills are computed in floating point: a bucket a rounding error short of a token counts
+# as full, or the time to wait for it (less than a nanosecond) could never pass.
+_EPSILON = 1e-9
+
 
 class RateLimiter:
     def __init__(self, rate: float, burst: float | None = None) -> None:
@@ -41,7 +45,7 @@ class RateLimiter:
         if self.unlimited:
             return True
         self._refill(now)
-        if self._tokens >= 1:
+        if self._tokens >= 1 - _EPSILON:
             if self._blocked_since is not None:
                 self._waited += now - self._blocked_since
                 self._blocked_since = None
@@ -80,7 +84,7 @@ class RateLimiter:
         if self.unlimited:
             return None
         self._refill(now)
-        if self._tokens >= 1:
+        if self._tokens >= 1 - _EPSILON:
             return None
         return now + (1 - self._tokens) / self.rate
 

@@ -20,6 +20,7 @@ Probes (:class:`Health`), as Kubernetes reads them:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -50,11 +51,12 @@ PREFIX = "kafka_eventbridge"
 # Label values known before the first event, created at zero (see the module docstring).
 PUBLISH_OUTCOMES = ("success", "partial_failure", "error")
 COMMIT_RESULTS = ("success", "failure")
-REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+REBALANCE_EVENTS = ("assigned", "revoked", "lost", "rewound")
 RETRY_REASONS = tuple(
     sorted(
         {c for c, k in ENTRY_CODES.items() if k is Kind.RETRYABLE}
         | {c for c, k in CALL_CODES.items() if k is Kind.RETRYABLE}
+        | {"OrderKept"}  # accepted, sent again behind an earlier failed entry (ordered mode)
     )
 )
 ENTRY_FAILURE_CODES = tuple(sorted(c for c, k in ENTRY_CODES.items() if k is not Kind.FATAL))
@@ -105,6 +107,10 @@ class Metrics:
             "publish_requests", "Publish calls, by outcome.", ("outcome",)
         )
         self.retries = counter("retries", "Entries scheduled for another attempt.", ("reason",))
+        self.invalid_responses = counter(
+            "invalid_responses",
+            "2xx publish answers without one result per entry (not counted as delivered).",
+        )
         self.commits = counter("commits", "Offset commits, by result.", ("result",))
         self.rebalances = counter("rebalances", "Partition assignment changes.", ("event",))
         self.publish_duration = Histogram(
@@ -218,6 +224,12 @@ class Metrics:
     def dependency_error(self, dependency: str) -> None:
         """One failed call to a peer (see ``DEPENDENCIES``); thread-safe."""
         self.dependency_errors.labels(dependency=dependency).inc()
+
+    def forget_topic(self, topic: str) -> None:
+        """Remove a topic's series once no partition of it is assigned here."""
+        for metric in (self.records_consumed, self.records_filtered, self.entries_published):
+            with contextlib.suppress(KeyError):
+                metric.remove(topic)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

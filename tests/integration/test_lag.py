@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.brokers import KafkaBroker
 from tests.integration.conftest import Scenario
 from tests.integration.support import BridgeProcess, json_values, wait_until
 
