@@ -49,7 +49,7 @@ from kafka_eventbridge.errors import Stage
 PREFIX = "kafka_eventbridge"
 
 # Label values known before the first event, created at zero (see the module docstring).
-PUBLISH_OUTCOMES = ("success", "partial_failure", "error")
+PUBLISH_OUTCOMES = ("success", "partial_failure", "error", "invalid_response")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost", "rewound")
 RETRY_REASONS = tuple(
