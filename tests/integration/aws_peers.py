@@ -19,7 +19,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 Secrets = Callable[[str], tuple[str, str | None] | None]  # access key -> (secret, token)
 

@@ -26,7 +26,7 @@ from kafka_eventbridge.settings import (
     MappingSettings,
     ValueFormat,
 )
-from kafka_eventbridge.testing.moto import moto_server
+from kafka_eventbridge_testing.moto import moto_server
 from tests.integration.aws_peers import (
     SigningEndpoint,
     assumed_role,

@@ -17,8 +17,8 @@ import pytest
 from kafka_eventbridge.publisher import make_client
 from kafka_eventbridge.settings import Settings, load_settings
 from kafka_eventbridge.targets import check_targets
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.moto import ACCOUNT, client, moto_server
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.moto import ACCOUNT, client, moto_server
 from tests.integration.aws_peers import reset_moto, signing_endpoint
 from tests.integration.support import bridge_env, run_check
 
@@ -209,7 +209,7 @@ def test_check_reports_targets_and_the_assumed_role(
 def test_check_fails_readably_when_the_role_cannot_be_assumed(
     kafka_broker: KafkaBroker, moto: str, topic: Callable[..., str], group: str, dlq: str
 ) -> None:
-    from kafka_eventbridge.testing import free_port
+    from kafka_eventbridge_testing import free_port
 
     env = bridge_env(
         kafka_broker,

@@ -28,9 +28,9 @@ from kafka_eventbridge.mapping import Mapper, RouteSpec, compile_route
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Api, MappingSettings, ValueFormat
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
-from kafka_eventbridge.testing.moto import client, moto_server
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing.moto import client, moto_server
 from tests.integration.aws_peers import reset_moto
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import committed, headers_of, produce, read_all, wait_until
@@ -389,13 +389,20 @@ def test_schema_versions_are_looked_up_once_and_the_cache_is_bounded(glue: Any) 
 
 
 def test_an_unreachable_glue_endpoint_is_fatal(glue: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kafka_eventbridge.testing import free_port
+    from kafka_eventbridge_testing import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", f"http://127.0.0.1:{free_port()}")
-    bridge = mapper(ValueFormat.GLUE_AVRO, schema_registry_max_retries=0)
+    errors: list[None] = []
+    settings = MappingSettings(value_format=ValueFormat.GLUE_AVRO, schema_registry_max_retries=0)
+    decode = build_decoders(settings, on_registry_error=lambda: errors.append(None))[
+        "value_decoder"
+    ]
+    assert decode is not None
+    value = encode(b"\x02", uuid.uuid4())
     with pytest.raises(FatalError) as caught:
-        bridge.map(record(encode(b"\x02", uuid.uuid4())))
+        decode(value, record(value))
     assert caught.value.code == "GlueSchemaRegistryUnavailable"
+    assert len(errors) == 1  # counted as a registry error (the dependency-errors metric)
 
 
 # -- end to end -----------------------------------------------------------------------------
