@@ -11,7 +11,7 @@ expressions are evaluated on::
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -34,6 +34,8 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers
+    # The record's trace span while it is on its way, when traces are on (tracing.py).
+    span: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_message(cls, message: Message) -> SourceRecord:

@@ -72,6 +72,13 @@ class Tombstones(StrEnum):
     MAP = "map"  # map it like any record, with ``value`` null in the envelope
 
 
+class TraceHeaderSource(StrEnum):
+    """``BRIDGE_EVENTBRIDGE_TRACE_HEADER``: where PutEvents' X-Ray ``TraceHeader`` comes from."""
+
+    NONE = "none"  # only from a route's trace_header expression
+    TRACEPARENT = "traceparent"  # from the record's W3C traceparent header (tracing.py)
+
+
 class Ordering(StrEnum):
     NONE = "none"  # batches of all partitions in flight together
     PARTITION = "partition"  # at most one batch in flight per partition
@@ -139,6 +146,7 @@ class EventBridgeSettings(_Group):
     events_max_bytes: int = Field(default=1_048_576, ge=1024)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
+    trace_header: TraceHeaderSource = TraceHeaderSource.NONE
 
     @property
     def max_bytes(self) -> int:
@@ -434,6 +442,11 @@ def _cross_checks(settings: Settings) -> list[str]:
             "PutPartnerEvents writes to the partner event source named by the mapped Source"
         )
     problems.extend(_endpoint_problems(settings.eventbridge))
+    if api is Api.PARTNER and settings.eventbridge.trace_header is not TraceHeaderSource.NONE:
+        problems.append(
+            "BRIDGE_EVENTBRIDGE_TRACE_HEADER: only for BRIDGE_EVENTBRIDGE_API=events; "
+            "PutPartnerEvents entries have no TraceHeader"
+        )
     if settings.batch_max_entries > api.max_entries:
         problems.append(
             f"BRIDGE_BATCH_MAX_ENTRIES: {settings.batch_max_entries} is above the "
