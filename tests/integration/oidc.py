@@ -95,6 +95,7 @@ class IdentityProvider:
         self.token_lifetime_s = token_lifetime_s
         self.clients: dict[str, Client] = {}
         self.issued: list[dict[str, Any]] = []  # the claims of every token issued
+        self.tokens: list[str] = []  # and the tokens themselves (secrets, for leak checks)
         self.refused = 0  # token requests refused (bad client credentials)
         self.jwks_requests = 0
         self._lock = threading.Lock()
@@ -161,9 +162,10 @@ class IdentityProvider:
             "scope": form.get("scope") or client.scope,
             "jti": secrets.token_hex(8),
         }
+        token = self.signing.sign(claims)
         with self._lock:
             self.issued.append(claims)
-        token = self.signing.sign(claims)
+            self.tokens.append(token)
         body = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime_s}
         return 200, body
 
