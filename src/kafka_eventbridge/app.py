@@ -42,6 +42,7 @@ from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Ordering, Settings
 from kafka_eventbridge.telemetry import Health, Metrics
+from kafka_eventbridge.tracing import Tracing, build_tracing
 
 log = logging.getLogger("kafka_eventbridge")
 
@@ -88,8 +89,10 @@ class Bridge:
         metrics: Metrics | None = None,
         health: Health | None = None,
         client: EventBridgeClient | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or build_tracing(settings)
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
@@ -208,6 +211,7 @@ class Bridge:
         if epoch is None:
             return  # its partition was revoked while the record sat in the local queue
         self._count(self.metrics.records_consumed, record.topic)
+        self.tracing.consumed(record)
         try:
             entry = self.mapper.map(record)
         except RecordError as error:
@@ -217,6 +221,7 @@ class Bridge:
             self._count(self.metrics.records_filtered, record.topic)
             self.resolve(record, epoch)
             return
+        self.tracing.mapped(record, entry)
         self.batcher.add(Pending(entry, record, epoch), now)
 
     def _count(self, counter: Any, topic: str) -> None:
@@ -270,6 +275,7 @@ class Bridge:
                 item.first_attempt_at = now
         self.metrics.batch_entries.observe(len(batch.items))
         self.metrics.batch_bytes.observe(batch.size)
+        self.tracing.publish_started(batch)
         self.publisher.submit(batch)
 
     def settle(self, completion: Completion, now: float) -> None:
@@ -277,6 +283,7 @@ class Bridge:
         self.batcher.release(completion.batch)
         self.metrics.publish_requests.labels(outcome=outcome.label).inc()
         self.metrics.publish_duration.observe(completion.duration)
+        self.tracing.publish_finished(completion.batch, outcome)
         for item in outcome.accepted:
             self._count(self.metrics.entries_published, item.record.topic)
             self.resolve(item.record, item.epoch)
@@ -309,6 +316,7 @@ class Bridge:
             self.dead_letter(item.record, error, item.attempts, item.epoch)
             return
         self.metrics.retries.labels(reason=code).inc()
+        self.tracing.retrying(item.record, code)
         wait = self.backoff.delay(item.attempts) if delay is None else delay
         self.retries.schedule(item, now + wait)
 
@@ -320,6 +328,7 @@ class Bridge:
     def resolve(self, record: SourceRecord, epoch: int) -> None:
         if self.tracker.resolve((record.topic, record.partition), record.offset, epoch):
             self.guard.record(dead=False)
+        self.tracing.resolved(record)
 
     def dead_letter(
         self, record: SourceRecord, error: RecordError, attempts: int, epoch: int
@@ -335,6 +344,7 @@ class Bridge:
                 "reason": error.message,
             },
         )
+        self.tracing.dead_lettered(record, error)
         self.dead_letters.send(record, error, attempts, _Token(epoch, error.stage))
         # Judged when the decision is made, not when the topic confirms it, so that a bad
         # deploy stops within one window instead of after a whole consumed batch.
@@ -349,6 +359,7 @@ class Bridge:
 
     def _dead_letter_delivered(self, record: SourceRecord, token: _Token) -> None:
         self.metrics.dead_letters.labels(stage=str(token.stage)).inc()
+        self.tracing.resolved(record)
         self.tracker.resolve((record.topic, record.partition), record.offset, token.epoch)
 
     # -- offsets ------------------------------------------------------------------------
@@ -476,6 +487,7 @@ class Bridge:
         if left:
             log.warning("dead letters not confirmed at exit", extra={"count": left})
         self.publisher.close()
+        self.tracing.close()
 
 
 def _names(partitions: list[PartitionId]) -> list[str]:
