@@ -42,7 +42,6 @@ from kafka_eventbridge.records import Headers, SourceRecord
 from kafka_eventbridge.settings import TraceHeaderSource
 
 if TYPE_CHECKING:
-    from opentelemetry.propagators.textmap import Getter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
@@ -219,7 +218,6 @@ class OpenTelemetryTracing(Tracing):
         self._tracer: Tracer = provider.get_tracer("kafka_eventbridge", __version__)
         self._trace = trace
         self._propagator = propagate.get_global_textmap()
-        self._getter = _header_getter()
         self._trace_headers = trace_headers
         self._operation = operation
         self._group_id = group_id
@@ -239,7 +237,10 @@ class OpenTelemetryTracing(Tracing):
         parent = None
         for name, _ in record.headers:
             if name == TRACEPARENT:
-                parent = self._propagator.extract(record.headers, getter=self._getter)
+                # The headers as text once, for the propagators' several look-ups (traceparent,
+                # tracestate, baggage); the last of a repeated header wins.
+                carrier = {k: v.decode("latin-1") for k, v in record.headers if v is not None}
+                parent = self._propagator.extract(carrier)
                 break
         span = self._tracer.start_span(
             f"process {record.topic}",
@@ -305,7 +306,7 @@ class OpenTelemetryTracing(Tracing):
         links = [
             self._trace.Link(traced.span.get_span_context())
             for item in batch.items
-            if (traced := _traced(item.record)) is not None
+            if (traced := _traced(item.record)) is not None and traced.span.is_recording()
         ]
         attributes = {**self._call_attributes, "messaging.batch.message_count": len(batch.items)}
         self._calls[id(batch)] = self._tracer.start_span(
@@ -340,21 +341,6 @@ class OpenTelemetryTracing(Tracing):
 def _traced(record: SourceRecord) -> _RecordSpan | None:
     traced: _RecordSpan | None = record.span
     return traced
-
-
-def _header_getter() -> Getter[Headers]:
-    """OpenTelemetry's ``Getter`` over Kafka headers: ``[(name, bytes | None), ...]``."""
-    from opentelemetry.propagators.textmap import Getter
-
-    class HeaderGetter(Getter[Headers]):
-        def get(self, carrier: Headers, key: str) -> list[str] | None:
-            values = [v.decode("latin-1") for k, v in carrier if k == key and v is not None]
-            return values or None
-
-        def keys(self, carrier: Headers) -> list[str]:
-            return [k for k, _ in carrier]
-
-    return HeaderGetter()
 
 
 # -- construction --------------------------------------------------------------------------
