@@ -203,6 +203,9 @@ check_refusals() {
   expect_failure "needs resources.requests.cpu" --set autoscaling.enabled=true
   expect_failure "set containerPort instead" --set config.BRIDGE_HTTP_PORT=9000
   expect_failure "additional properties 'replicas' not allowed" --set replicas=2
+  expect_failure "tracing.otlpEndpoint is required when tracing.enabled" --set tracing.enabled=true
+  expect_failure "looks like a secret" \
+    --set config.BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET=s3cr3t
 
   # The derived grace period follows the drain timeout.
   local rendered
