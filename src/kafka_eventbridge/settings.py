@@ -84,10 +84,14 @@ class Ordering(StrEnum):
     PARTITION = "partition"  # at most one batch in flight per partition
 
 
+# Named like a secret, but not one: shown in `check` so a wrong URL can be seen.
+_NOT_SECRET = frozenset({"sasl.oauthbearer.token.endpoint.url"})
+
+
 def is_secret_property(name: str) -> bool:
     """True for librdkafka properties that hold credentials."""
     lowered = name.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
+    return lowered not in _NOT_SECRET and any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 # Set while an explicit mapping is validated: then the process environment must not count.

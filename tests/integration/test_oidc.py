@@ -217,3 +217,4 @@ def test_check_logs_in_with_oidc_and_masks_the_client_secret(
     assert f"ok   topic {topic}: exists" in output
     assert f"ok   dead-letter topic {group}.dlq" in output
     assert client.secret not in output
+    assert broker.provider.token_url in output  # the endpoint is not a secret: it is shown

@@ -377,6 +377,7 @@ def test_the_oidc_client_secret_is_a_masked_secret() -> None:
     properties = KafkaProperties(kafka_passthrough(settings))
 
     assert is_secret_property("sasl.oauthbearer.client.secret")
+    assert not is_secret_property("sasl.oauthbearer.token.endpoint.url")  # a URL, shown
     assert properties.redacted() == {"sasl.oauthbearer.client.secret": "***"}
     assert "client-secret-value" not in repr(properties)
 

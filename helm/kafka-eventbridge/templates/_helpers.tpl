@@ -136,7 +136,8 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- end }}
 {{- end }}
 {{- range $name, $value := $config }}
-{{- if regexMatch "(PASSWORD|SECRET|TOKEN|KEY_PEM|USER_INFO)" $name }}
+{{- /* The OIDC token endpoint is a URL, not a token. */}}
+{{- if and (regexMatch "(PASSWORD|SECRET|TOKEN|KEY_PEM|USER_INFO)" $name) (not (hasSuffix "_TOKEN_ENDPOINT_URL" $name)) }}
 {{- fail (printf "config.%s looks like a secret: put it in an existing Secret and reference it from secrets.env or secrets.envFrom" $name) }}
 {{- end }}
 {{- if hasKey $.Values.secrets.env $name }}
