@@ -400,7 +400,31 @@ def otel_provider(environ: Mapping[str, str]) -> TracerProvider:
     for exporter in exporters:
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
+    _quiet_sdk_loggers()
     return provider
+
+
+class _AtMostWarning(logging.Filter):
+    """Spans that cannot be exported are the collector's trouble, not the bridge's: the SDK's
+    ``error`` lines become warnings, so that an ``error`` line still means the bridge failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_SDK_FILTER = _AtMostWarning()
+
+
+def _quiet_sdk_loggers() -> None:
+    """A logger's filter sees only its own records, so each OpenTelemetry module's logger
+    (created when the module was imported, above) gets the filter."""
+    names = [name for name in logging.Logger.manager.loggerDict if name.startswith("opentelemetry")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if _SDK_FILTER not in logger.filters:
+            logger.addFilter(_SDK_FILTER)
 
 
 _PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")

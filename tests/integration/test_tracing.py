@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,10 +24,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from kafka_eventbridge.testing import free_port
 from kafka_eventbridge.testing.brokers import KafkaBroker
 from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import BridgeFactory
-from tests.integration.support import read_all, unique, wait_until
+from tests.integration.support import ids_of, read_all, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +184,31 @@ def test_each_record_continues_its_producers_trace_into_putevents(
     assert linked == accepted
     assert sum(attributes(c)["kafka_eventbridge.entries.accepted"] for c in calls) == 12
     assert {r["service.name"] for r in collector.resources()} == {"orders-bridge"}
+
+
+def test_a_collector_that_is_down_neither_stops_nor_slows_delivery(
+    kafka_broker: KafkaBroker,
+    topic: Callable[..., str],
+    fake: FakeEventBridge,
+    bridge: BridgeFactory,
+) -> None:
+    """Spans that cannot be exported are dropped: records are delivered, shutdown is prompt."""
+    name, group = topic("untraced", partitions=2), unique("group")
+    kafka_broker.create_topic(f"{group}.dlq", 1)
+    produce_traced(kafka_broker, name, [orjson.dumps({"id": f"d-{i}"}) for i in range(50)])
+    process = bridge(
+        name,
+        group,
+        fake.url,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # nothing listens
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_EXPORTER_OTLP_TIMEOUT="2",
+    )
+    wait_until(lambda: fake.stats().entries_accepted >= 50, 60, "50 entries accepted")
+    time.sleep(1.0)  # let an export fail
+    started = time.monotonic()
+    assert process.terminate() == 0
+    assert time.monotonic() - started < 20
+
+    assert sorted(ids_of(e.detail for e in fake.entries())) == sorted(f"d-{i}" for i in range(50))
+    assert not [line for line in process.log_lines() if line.get("level") == "error"]
