@@ -33,7 +33,7 @@ from kafka_eventbridge.classify import BatchOutcome
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion, DirectPut
 from kafka_eventbridge.settings import load_settings
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridgeProcess
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeProcess
 
 TOPIC = "orders"
 

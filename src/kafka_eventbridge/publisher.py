@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -260,6 +260,7 @@ class Publisher:
         endpoint_id: str | None = None,
     ) -> None:
         self.client = client
+        self.endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
         self.uploader = uploader
         self.api = api
         self.max_in_flight = max_in_flight
@@ -287,13 +288,20 @@ class Publisher:
 
     def _publish(self, batch: Batch) -> None:
         started = time.perf_counter()
+        outcome: BatchOutcome | None = None
         try:
             self._store_offloaded(batch)
             response = self._call([p.entry for p in batch.items])
             outcome = classify_response(batch.items, response)
         except Exception as exc:
             outcome = classify_exception(batch.items, exc)
-        self._done.put(Completion(batch, outcome, time.perf_counter() - started))
+        finally:
+            # Always hand the batch back, whatever went wrong above: a completion that never
+            # comes would hold an in-flight slot (and its records) for good.
+            if outcome is None:
+                outcome = BatchOutcome(call_error="InternalError")
+                outcome.retry.extend((item, "InternalError") for item in batch.items)
+            self._done.put(Completion(batch, outcome, time.perf_counter() - started))
 
     def _store_offloaded(self, batch: Batch) -> None:
         """Claim check: an offloaded Detail's object must be in S3 before its entry is sent.
@@ -330,7 +338,8 @@ class Backoff:
 
     initial: float
     maximum: float
+    rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempts: int) -> float:
         ceiling = min(self.maximum, self.initial * (2 ** max(attempts - 1, 0)))
-        return random.uniform(ceiling / 2, ceiling)
+        return self.rng.uniform(ceiling / 2, ceiling)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from kafka_eventbridge.testing.brokers import BrokerOptions, SecuredApacheKafkaBroker
+from kafka_eventbridge_testing.brokers import BrokerOptions, SecuredApacheKafkaBroker
 
 AUDIENCE = "kafka"
 ALLOWED_URLS_PROPERTY = "org.apache.kafka.sasl.oauthbearer.allowed.urls"

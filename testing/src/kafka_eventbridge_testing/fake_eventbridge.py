@@ -22,7 +22,7 @@ In process (a background thread)::
 
 In its own process (so a benchmark can give it its own core), driven over HTTP::
 
-    python -m kafka_eventbridge.testing.fake_eventbridge --port 0 --latency-ms 50
+    python -m kafka_eventbridge_testing.fake_eventbridge --port 0 --latency-ms 50
 
 prints the URL as its first stdout line; ``FakeEventBridgeProcess`` and ``FakeEventBridgeClient``
 wrap that. The control endpoints share the service port and are never subject to faults:
@@ -1226,7 +1226,7 @@ class FakeEventBridgeProcess:
         self._args = [
             sys.executable,
             "-m",
-            "kafka_eventbridge.testing.fake_eventbridge",
+            "kafka_eventbridge_testing.fake_eventbridge",
             "--port",
             "0",
             "--store",
@@ -1288,7 +1288,7 @@ def _rate_pair(text: str) -> tuple[str, float]:
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m kafka_eventbridge.testing.fake_eventbridge",
+        prog="python -m kafka_eventbridge_testing.fake_eventbridge",
         description="Fault-injecting EventBridge stand-in; prints its URL as the first line.",
     )
     add = parser.add_argument
