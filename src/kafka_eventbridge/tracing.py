@@ -142,9 +142,16 @@ class Tracing:
     def close(self) -> None:
         """Export what is pending (at shutdown)."""
 
+    def describe(self) -> str:
+        """One line for ``check``: what is traced and where it goes."""
+        return "off (no OTEL_* variables ask for traces)"
+
 
 class TraceHeaders(Tracing):
     """No spans; each PutEvents entry gets the X-Ray form of its record's ``traceparent``."""
+
+    def describe(self) -> str:
+        return "off; PutEvents TraceHeader from each record's traceparent"
 
     def mapped(self, record: SourceRecord, entry: Entry) -> None:
         if entry.trace_header is not None:
@@ -230,6 +237,12 @@ class OpenTelemetryTracing(Tracing):
         if region:
             self._call_attributes["cloud.region"] = region
         self._calls: dict[int, Span] = {}
+        self.exporters = "?"
+
+    def describe(self) -> str:
+        service = self.provider.resource.attributes.get("service.name")
+        headers = "; PutEvents TraceHeader from each record's span" if self._trace_headers else ""
+        return f"on: service {service}, export {self.exporters}{headers}"
 
     # -- records
 
@@ -363,7 +376,7 @@ def build_tracing(
     if provider is None and not otel_configured(env):
         return TraceHeaders() if trace_headers else Tracing()
     api = settings.eventbridge.api
-    return OpenTelemetryTracing(
+    tracing = OpenTelemetryTracing(
         provider or otel_provider(env),
         api=api.value,
         operation=OPERATIONS[api],
@@ -371,6 +384,21 @@ def build_tracing(
         region=settings.eventbridge.region or env.get("AWS_REGION") or None,
         trace_headers=trace_headers,
     )
+    if provider is None:
+        tracing.exporters = ", ".join(
+            _exporter_label(n, env) for n in _exporter_names(env) or ["otlp"]
+        )
+    return tracing
+
+
+def _exporter_label(name: str, environ: Mapping[str, str]) -> str:
+    if name != "otlp":
+        return name
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if not endpoint:
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+        endpoint = base.rstrip("/") + "/v1/traces"
+    return f"OTLP/HTTP to {endpoint}"
 
 
 def otel_provider(environ: Mapping[str, str]) -> TracerProvider:

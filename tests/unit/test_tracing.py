@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from kafka_eventbridge.batching import Batch, Pending
+from kafka_eventbridge.checks import check_traces
 from kafka_eventbridge.classify import BatchOutcome
 from kafka_eventbridge.errors import ConfigError, RecordError, Stage
 from kafka_eventbridge.mapping import Entry, Mapper, load_routes
@@ -384,3 +386,47 @@ def test_a_failed_call_is_an_error_span(
     assert span.status.status_code is StatusCode.ERROR
     assert attributes(span)["error.type"] == "ServiceUnavailable"
     assert attributes(span)["kafka_eventbridge.outcome"] == "error"
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "detail"),
+    [
+        ({}, "off (no OTEL_* variables ask for traces)"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_SERVICE_NAME": "b"},
+            "on: service b, export OTLP/HTTP to http://collector:4318/v1/traces",
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "otlp,console",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c.example.com/t",
+                "OTEL_SERVICE_NAME": "b",
+                "BRIDGE_EVENTBRIDGE_TRACE_HEADER": "traceparent",
+            },
+            "on: service b, export OTLP/HTTP to https://c.example.com/t, console; "
+            "PutEvents TraceHeader from each record's span",
+        ),
+    ],
+)
+def test_check_reports_the_traces_as_configured(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], detail: str
+) -> None:
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    rows = check_traces(settings(**{k: v for k, v in environ.items() if k.startswith("BRIDGE_")}))
+
+    assert rows == [("traces", ("ok", detail))]
+
+
+def test_check_fails_traces_this_build_cannot_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' is not supported"):
+        check_traces(settings())  # run_checks prints it as a FAIL row
