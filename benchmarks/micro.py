@@ -126,7 +126,7 @@ def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
         region_name="us-east-1",
         endpoint_url=url,
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the stand-in checks no signature
+        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
         config=Config(
             retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False
         ),
