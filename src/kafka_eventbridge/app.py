@@ -33,8 +33,7 @@ from kafka_eventbridge.offsets import OffsetTracker, PartitionId
 from kafka_eventbridge.publisher import (
     Backoff,
     Completion,
-    Publisher,
-    make_client,
+    make_publisher,
     make_s3_client,
 )
 from kafka_eventbridge.ratelimit import RateLimiter
@@ -112,18 +111,13 @@ class Bridge:
         self.dead_letters = DeadLetterProducer(
             producer_config(kafka), settings.dlq_topic, self._dead_letter_delivered
         )
-        events = client or make_client(settings.eventbridge, pipeline.max_in_flight_requests)
         uploader = (
             Uploader(make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests))
             if settings.offload.bucket
             else None
         )
-        self.publisher = Publisher(
-            events,
-            settings.eventbridge.api,
-            pipeline.max_in_flight_requests,
-            uploader,
-            settings.eventbridge.endpoint_id,
+        self.publisher = make_publisher(
+            settings.eventbridge, pipeline.max_in_flight_requests, uploader, client
         )
         self.stopping = False
         self.closing = False

@@ -72,6 +72,13 @@ class Tombstones(StrEnum):
     MAP = "map"  # map it like any record, with ``value`` null in the envelope
 
 
+class HttpClient(StrEnum):
+    """How publish calls reach EventBridge."""
+
+    CRT = "crt"  # awscrt: native HTTP, TLS and SigV4 off the GIL (crt.py)
+    BOTO3 = "boto3"  # the boto3 client's own method, on a thread per request in flight
+
+
 class Ordering(StrEnum):
     NONE = "none"  # batches of all partitions in flight together
     PARTITION = "partition"  # at most one batch in flight per partition
@@ -139,6 +146,7 @@ class EventBridgeSettings(_Group):
     events_max_bytes: int = Field(default=1_048_576, ge=1024)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
+    http_client: HttpClient = HttpClient.CRT
 
     @property
     def max_bytes(self) -> int:

@@ -482,9 +482,8 @@ def signed_client(url: str, secret: str, service: str = "events", key: str = "te
     session = boto3.session.Session(
         aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
     )
-    return session.client(
-        service, endpoint_url=url, config=Config(retries={"total_max_attempts": 1})
-    )
+    new_client: Any = session.client
+    return new_client(service, endpoint_url=url, config=Config(retries={"total_max_attempts": 1}))
 
 
 @pytest.mark.parametrize("operation", ["PutPartnerEvents", "PutEvents"])
@@ -492,13 +491,11 @@ def test_a_wrong_secret_is_refused_with_invalid_signature(
     fake: FakeEventBridge, operation: str
 ) -> None:
     wrong = signed_client(fake.url, "not-the-secret")
-    call = (
-        (lambda: wrong.put_partner_events(Entries=[partner_entry()]))
-        if operation == "PutPartnerEvents"
-        else (lambda: wrong.put_events(Entries=[events_entry()]))
-    )
     with pytest.raises(ClientError) as refused:
-        call()
+        if operation == "PutPartnerEvents":
+            wrong.put_partner_events(Entries=[partner_entry()])
+        else:
+            wrong.put_events(Entries=[events_entry()])
     assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert fake.stats().entries_accepted == 0

@@ -1279,6 +1279,10 @@ class FakeEventBridge:
         """Accept signatures made with this key pair too (from any thread)."""
         self._server.credentials = {**self._server.credentials, access_key_id: secret_access_key}
 
+    def set_credentials(self, credentials: Mapping[str, str]) -> None:
+        """Accept only these key pairs from now on (a rotated or revoked key is refused)."""
+        self._server.credentials = dict(credentials)
+
     def create_bucket(self, name: str) -> None:
         with self._server.s3._lock:
             self._server.s3.buckets.setdefault(name, {})
