@@ -62,6 +62,7 @@ from botocore.exceptions import (
 )
 
 from kafka_eventbridge import __version__
+from kafka_eventbridge.errors import ConfigError
 
 _JSON_1_1 = "application/x-amz-json-1.1"
 # Error codes that mean "the signature's time is off", as the AWS SDKs list them.
@@ -468,7 +469,9 @@ def _proxy(
         return None
     parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http":
-        raise ValueError(f"proxy {parts.scheme}:// URLs are not supported; use http://")
+        raise ConfigError(
+            [f"{scheme.upper()}_PROXY: {parts.scheme}:// proxies are not supported; use http://"]
+        )
     basic = parts.username is not None
     return http.HttpProxyOptions(
         parts.hostname or "",
