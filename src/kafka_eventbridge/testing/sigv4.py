@@ -19,6 +19,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Final
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
@@ -199,10 +200,17 @@ def signature(secret: str, amz_date: str, credential: str, canonical: str) -> st
     string_to_sign = "\n".join(
         [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
     )
-    key = f"AWS4{secret}".encode()
-    for part in (day, region, service, terminator):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    key = _signing_key(secret, day, region, service, terminator)
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _signing_key(secret: str, *scope: str) -> bytes:
+    """The HMAC chain from the secret through the scope; the same all day (cached)."""
+    key = f"AWS4{secret}".encode()
+    for part in scope:
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 def _region_set_covers(region_set: str, region: str) -> bool:
