@@ -410,8 +410,10 @@ def to_time(value: Any) -> datetime | None:
         if isinstance(value, bool):
             raise TypeError
         if isinstance(value, int | float):
-            ms = int(value)
-            return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+            # One call instead of fromtimestamp + replace (1.0 -> 0.3 us, once per record):
+            # fromtimestamp rounds to the nearest microsecond, and ms / 1000 is within far
+            # less than half a microsecond of the exact value for any epoch-ms timestamp.
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value)
             parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
