@@ -101,9 +101,15 @@ class Bench:
         return self.logs / f"{name}-{len(list(self.logs.iterdir()))}.log"
 
     def bridge(
-        self, topic: str, records: int, name: str, cpu: int | None = None, **overrides: str
+        self,
+        topic: str,
+        records: int,
+        name: str,
+        cpu: int | None = None,
+        extra: dict[str, str] | None = None,
+        **overrides: str,
     ) -> dict[str, Any]:
-        settings = {**self.options.overrides, **overrides}
+        settings = {**self.options.overrides, **(extra or {}), **overrides}
         log_path = self._log(name)
         profile = log_path.with_suffix(".pyspy.txt") if self.options.profile else None
         try:
@@ -186,8 +192,8 @@ class Bench:
             scenario = self.scenario(
                 "e2e-boto3", f"bridge end to end, boto3 path ({threads} in flight)"
             )
-            run = partial(self.bridge, topic, records, "bridge-boto3", **BOTO3_PATH)
-            contenders.append((scenario, run))
+            boto3_path = partial(self.bridge, topic, records, "bridge-boto3", extra=BOTO3_PATH)
+            contenders.append((scenario, boto3_path))
         if self.options.pinned and {"ceilings", "e2e"} <= set(self.options.only):
             # The same pair with each process held on one CPU: see docs/performance.md (GIL).
             cpu = max(os.sched_getaffinity(0))
@@ -218,7 +224,7 @@ class Bench:
                     if path:
                         settings |= BOTO3_PATH
                     name = f"slow-{path}{'-' if path else ''}{n}"
-                    scenario["runs"].append(self.bridge(topic, records, name, **settings))
+                    scenario["runs"].append(self.bridge(topic, records, name, extra=settings))
         finally:
             self.control.update_faults(latency_ms=0.0)
 
