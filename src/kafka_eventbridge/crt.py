@@ -119,10 +119,11 @@ class Credentials:
         self._source = source
         self._frozen: Any = None
         self._crt: auth.AwsCredentials | None = None
-        self.provider = auth.AwsCredentialsProvider.new_delegate(self.current)
+        self.provider = auth.AwsCredentialsProvider.new_delegate(self._delegate)
 
     def current(self) -> auth.AwsCredentials:
-        """The credentials in force now; botocore refreshes them ahead of expiry."""
+        """The credentials in force now; botocore refreshes them ahead of expiry. Raises
+        botocore's own errors (``NoCredentialsError``, a failed refresh) for the classifier."""
         if self._source is None:
             raise NoCredentialsError()
         frozen = self._source.get_frozen_credentials()
@@ -130,6 +131,11 @@ class Credentials:
             self._crt = auth.AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
             self._frozen = frozen
         return self._crt
+
+    def _delegate(self) -> auth.AwsCredentials:
+        # awscrt asks during aws_sign_request, which runs right after current() on the same
+        # thread: the credentials just fetched are the ones in force.
+        return self._crt or self.current()
 
 
 @dataclass(eq=False)
@@ -193,7 +199,12 @@ class CrtTransport:
         self._active: set[_Call] = set()
         self._done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._next_check = 0.0
-        self._agent = f"kafka-eventbridge/{__version__} awscrt"
+        self._headers = [
+            ("Host", self._host_header),
+            ("Content-Type", _JSON_1_1),
+            ("X-Amz-Target", self._target),
+            ("User-Agent", f"kafka-eventbridge/{__version__} awscrt"),
+        ]
 
     def _signing_config(self, date: datetime | None) -> auth.AwsSigningConfig:
         return auth.AwsSigningConfig(
@@ -253,20 +264,9 @@ class CrtTransport:
         call.connection = connection
         try:
             self._credentials.current()  # raises NoCredentialsError et al. as botocore would
-            request = http.HttpRequest(
-                "POST",
-                self._path,
-                http.HttpHeaders(
-                    [
-                        ("Host", self._host_header),
-                        ("Content-Type", _JSON_1_1),
-                        ("X-Amz-Target", self._target),
-                        ("Content-Length", str(len(call.body))),
-                        ("User-Agent", self._agent),
-                    ]
-                ),
-                io.BytesIO(call.body),
-            )
+            headers = http.HttpHeaders(self._headers)
+            headers.add("Content-Length", str(len(call.body)))
+            request = http.HttpRequest("POST", self._path, headers, io.BytesIO(call.body))
             auth.aws_sign_request(request, self._signing_now()).result()
             stream = connection.request(
                 request,
