@@ -1,20 +1,25 @@
-# syntax=docker/dockerfile:1
-#
 # kafka-eventbridge container image.
 #
 # Two stages: `build` installs the locked runtime dependencies and the project into a
-# virtualenv; the final stage is a plain slim Python image that receives only that
-# virtualenv. No compiler, no build backend, no pip and no dev dependency reach it.
+# virtualenv; the final stage is the same Python base that receives only that virtualenv.
+# No compiler, no build backend and no dev dependency reach it, and no pip: the virtualenv
+# loses its own in the build stage, and the final stage removes the base interpreter's (the
+# official image ships one; the offline base has none).
 #
 # scripts/check-dockerfile.sh lints this file and replays the build stage's COPY/RUN steps
 # on the host (no container engine needed): keep the build stage to ARG, ENV, WORKDIR,
-# COPY and RUN so the replay stays exact.
+# COPY and RUN so the replay stays exact. scripts/build-images.sh builds it for real.
 #
 #   docker build -t kafka-eventbridge .
 #   docker run --rm --read-only -e BRIDGE_KAFKA_BOOTSTRAP_SERVERS=... kafka-eventbridge
+#
+# Offline (no registry): make image builds it on a local Debian base,
+#   --build-arg PYTHON_IMAGE=<a base made by debootstrap> --network host
 
 # Both stages must use the same interpreter at the same path: the virtualenv points at it.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The default is pinned by digest (python:3.11-slim-bookworm), so a rebuild gets the same
+# base; refresh it deliberately: docker buildx imagetools inspect python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 # Where the virtualenv lives, identical in both stages (its scripts' shebangs name it).
 ARG VENV=/opt/kafka-eventbridge
 
@@ -53,9 +58,21 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 FROM ${PYTHON_IMAGE}
 ARG VENV
+# Where the image comes from: the repository's URL and the commit it was built from
+# (scripts/build-images.sh passes both; `docker build` without them leaves them empty).
+ARG SOURCE=""
+ARG REVISION=""
 LABEL org.opencontainers.image.title="kafka-eventbridge" \
       org.opencontainers.image.description="At-least-once bridge from Apache Kafka topics to Amazon EventBridge" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# The base interpreter's installer goes: nothing in the image installs anything, and an
+# image without pip cannot be changed from inside. A no-op on a base without pip.
+RUN if python -m pip --version >/dev/null 2>&1; then \
+        python -m pip uninstall --yes --quiet pip setuptools wheel; \
+    fi
 
 # Root owns the application files; the process cannot modify them.
 COPY --from=build ${VENV} ${VENV}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import DLQ_TOPIC, PARTNER_SOURCE, committed_total, unique
-from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.brokers import KafkaBroker
 
 POLL_INTERVAL = 0.025
 STALL_SECONDS = 60.0

@@ -22,8 +22,8 @@ from confluent_kafka import Producer
 
 from benchmarks.bridge import BridgeProcess, BridgeRunError, StandInStats, bridge_env
 from benchmarks.workload import PARTITIONS, record_value, unique
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridgeClient
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeClient
 
 WARM_UP_SECONDS = 5.0
 _LOG = logging.getLogger("benchmarks.librdkafka")

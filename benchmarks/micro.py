@@ -35,7 +35,7 @@ from kafka_eventbridge.crt import CrtTransport
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion
 from kafka_eventbridge.settings import load_settings
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridgeProcess
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeProcess
 
 TOPIC = "orders"
 

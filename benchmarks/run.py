@@ -29,8 +29,8 @@ from benchmarks.latency import run_latency
 from benchmarks.report import Goal, median_of, render
 from benchmarks.workload import DLQ_TOPIC, preload, unique
 from kafka_eventbridge.settings import PipelineSettings
-from kafka_eventbridge.testing.brokers import KafkaBroker, create_broker
-from kafka_eventbridge.testing.fake_eventbridge import (
+from kafka_eventbridge_testing.brokers import KafkaBroker, create_broker
+from kafka_eventbridge_testing.fake_eventbridge import (
     FakeEventBridgeClient,
     FakeEventBridgeProcess,
 )

@@ -13,7 +13,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.brokers import KafkaBroker
 
 PARTITIONS = 12
 DLQ_TOPIC = "bench.dlq"  # created once per broker; a clean run dead-letters nothing

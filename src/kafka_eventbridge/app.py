@@ -2,22 +2,28 @@
 
     consume → map (or dead-letter / skip) → batcher → publisher (N in flight)
         accepted → resolved · retryable → backoff → batcher · permanent → dead letter
-    resolved records move each partition's watermark; the watermark is committed.
+    resolved records move each partition's watermark; the watermark is committed once the
+    broker confirms it.
 
 Everything runs on the main thread except the publish calls themselves, whose results
-come back through the publisher's completion queue. Rebalance callbacks run inside
-``consume`` on this same thread.
+come back through the publisher's completion queue. Rebalance and commit callbacks run
+inside ``consume`` on this same thread; they never raise (a fatal error found in one is
+kept and raised by the loop once ``consume`` has returned).
+
+The loop knows its peers (consumer, publisher, dead-letter producer, clock) only by the
+protocols of :mod:`kafka_eventbridge.ports`: :func:`connect` builds the real ones, and the
+simulator in ``tests/simulation`` drives this same class with in-memory ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
-import time
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from confluent_kafka import Message
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -30,9 +36,11 @@ from kafka_eventbridge.guard import DeadLetterGuard
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offload import OffloadPolicy, Uploader
 from kafka_eventbridge.offsets import OffsetTracker, PartitionId
+from kafka_eventbridge.ports import Connections, Message, SystemClock
 from kafka_eventbridge.publisher import (
     Backoff,
     Completion,
+    Publisher,
     make_publisher,
     make_s3_client,
 )
@@ -45,7 +53,17 @@ from kafka_eventbridge.telemetry import Health, Metrics
 log = logging.getLogger("kafka_eventbridge")
 
 IDLE_WAIT = 0.1  # longest a loop turn waits for records or results
+BUSY_WAIT = 0.05  # longest it waits on completions while records may be arriving
+DRAIN_POLL = 0.05  # how often a drain serves dead-letter delivery reports
+SYNC_COMMIT_ATTEMPTS = 3
 LAG_INTERVAL = 5.0
+ORDER_KEPT = "OrderKept"  # retry reason: accepted, sent again behind an earlier failed entry
+
+
+class Phase(enum.Enum):
+    RUNNING = "running"
+    STOPPING = "stopping"  # a signal asked for a drain and an exit
+    CLOSING = "closing"  # leaving the group: callbacks commit, nothing drains
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,34 @@ def offload_policy(settings: Settings) -> OffloadPolicy | None:
     return OffloadPolicy(offload.bucket, offload.prefix, offload.field)
 
 
+def connect(settings: Settings, client: EventBridgeClient | None = None) -> Connections:
+    """The real peers: confluent-kafka's consumer and producer, the HTTP publisher."""
+    pipeline = settings.pipeline
+    kafka = consumer_config(settings.kafka, settings.kafka_properties.values)
+
+    def publisher() -> Publisher:
+        uploader = (
+            Uploader(make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests))
+            if settings.offload.bucket
+            else None
+        )
+        # BRIDGE_EVENTBRIDGE_HTTP_CLIENT: awscrt (default) or the boto3 client's method.
+        return make_publisher(
+            settings.eventbridge, pipeline.max_in_flight_requests, uploader, client
+        )
+
+    return Connections(
+        consumer=lambda listener, on_commit: KafkaConsumer(
+            kafka, settings.kafka.topics, listener, on_commit
+        ),
+        dead_letters=lambda on_delivered, on_wait: DeadLetterProducer(
+            producer_config(kafka), settings.dlq_topic, on_delivered, on_wait
+        ),
+        publisher=publisher,
+        clock=SystemClock(),
+    )
+
+
 class Bridge:
     """Kafka in, EventBridge out, offsets committed behind what is resolved."""
 
@@ -87,6 +133,8 @@ class Bridge:
         metrics: Metrics | None = None,
         health: Health | None = None,
         client: EventBridgeClient | None = None,
+        connections: Connections | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         pipeline = settings.pipeline
@@ -102,45 +150,36 @@ class Bridge:
         )
         self.retries = RetryQueue()
         self.backoff = Backoff(
-            pipeline.retry_backoff_initial_ms / 1000, pipeline.retry_backoff_max_ms / 1000
+            pipeline.retry_backoff_initial_ms / 1000,
+            pipeline.retry_backoff_max_ms / 1000,
+            rng or random.Random(),
         )
         self.guard = DeadLetterGuard(pipeline.dlq_max_ratio, pipeline.dlq_ratio_window)
         self.limiter = RateLimiter(pipeline.max_entries_per_second)
-        kafka = consumer_config(settings.kafka, settings.kafka_properties.values)
-        self.consumer = KafkaConsumer(kafka, settings.kafka.topics, self, self._commit_result)
-        self.dead_letters = DeadLetterProducer(
-            producer_config(kafka), settings.dlq_topic, self._dead_letter_delivered
-        )
-        uploader = (
-            Uploader(make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests))
-            if settings.offload.bucket
-            else None
-        )
-        self.publisher = make_publisher(
-            settings.eventbridge, pipeline.max_in_flight_requests, uploader, client
-        )
-        self.stopping = False
-        self.closing = False
-        self.paused = False
+        peers = connections or connect(settings, client)
+        self.clock = peers.clock
+        self.consumer = peers.consumer(self, self._commit_result)
+        self.dead_letters = peers.dead_letters(self._dead_letter_delivered, self.health.beat)
+        self.publisher = peers.publisher()
+        self.phase = Phase.RUNNING
         self.fatal: FatalError | None = None
-        self._last_commit = 0.0
-        self._last_lag = 0.0
+        self.backpressure = False  # over the buffer bound, until below half of it
+        self.paused: set[PartitionId] = set()  # the partitions it paused
+        self._seeking: set[PartitionId] = set()  # rewound in this turn: drop what was fetched
+        self._invalid_since: float | None = None
+        self._last_commit = self._last_lag = float("-inf")
         self._counters: dict[tuple[int, str], Any] = {}
         self._tallies: dict[tuple[int, str], int] = {}
-        self._pause_new = False
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until stopped (exit code 0) or a fatal error (exit code 1)."""
         try:
-            self.dead_letters.check_topic()
-            self.consumer.subscribe()
-            while not self.stopping:
+            self.start()
+            while self.phase is Phase.RUNNING:
                 self.step()
-            self.drain(self.tracker.partitions, self.settings.pipeline.shutdown_timeout_seconds)
-            self.commit(wait=True)
-            log.info("stopped", extra={"unresolved": self.tracker.unresolved()})
+            self.shutdown()
             return 0
         except FatalError as exc:
             self.fail(exc)
@@ -148,13 +187,18 @@ class Bridge:
         finally:
             self.close()
 
+    def start(self) -> None:
+        self.dead_letters.check_topic()
+        self.consumer.subscribe()
+
     def stop(self) -> None:
         """Ask the loop to drain and exit (from a signal handler)."""
-        self.stopping = True
+        if self.phase is Phase.RUNNING:
+            self.phase = Phase.STOPPING
 
     def step(self) -> None:
         """One turn: take records, publish what is due, settle results, commit, observe."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         wait = self._idle_wait(now)
         if self.publisher.in_flight:
             messages = self.consumer.consume(self.settings.pipeline.consume_batch_size, 0)
@@ -162,33 +206,49 @@ class Bridge:
         else:
             messages = self.consumer.consume(self.settings.pipeline.consume_batch_size, wait)
             completions = self.publisher.completions()
-        now = time.monotonic()
+        self._raise_fatal()  # found by a rebalance or commit callback inside consume
+        now = self.clock.monotonic()
+        self._seeking.clear()
         for message in messages:
             self.submit(message, now)
-            if self.fatal is not None:
-                raise self.fatal
+            self._raise_fatal()
         self.pump(completions, now)
         self.apply_backpressure()
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:
             self.commit(wait=False)
         self.observe(now)
 
+    def shutdown(self) -> None:
+        """Drain what is buffered, within the shutdown timeout, and commit."""
+        timeout = self.settings.pipeline.shutdown_timeout_seconds
+        self.drain(self.tracker.partitions, timeout)
+        self.commit(wait=True)
+        log.info("stopped", extra={"unresolved": self.tracker.unresolved()})
+
     def _idle_wait(self, now: float) -> float:
-        # A due batch is no reason to wake up while every request slot is taken: only a
-        # completion can free one, and waiting for it (rather than spinning) leaves the GIL
-        # to the publisher threads that produce it.
-        batch_due = self.batcher.next_due() if self.publisher.capacity else None
-        due = [
-            t
-            for t in (
-                batch_due,
-                self.retries.next_due(),
-                self.limiter.next_ready(now),
-            )
-            if t is not None
-        ]
-        wait = min([IDLE_WAIT, *(t - now for t in due)])
-        return max(wait, 0.0) if not self.publisher.in_flight else min(max(wait, 0.0), 0.05)
+        # A due batch is no reason to wake up while every request slot is taken (only a
+        # completion can free one, and waiting for it rather than spinning leaves the GIL
+        # to the publisher threads that produce it), nor before the rate limit lets it go.
+        send_at = self.batcher.next_due() if self.publisher.capacity else None
+        if send_at is not None:
+            ready = self.limiter.next_ready(now)
+            send_at = send_at if ready is None else max(send_at, ready)
+        due = [t for t in (send_at, self.retries.next_due()) if t is not None]
+        wait = max(min([IDLE_WAIT, *(t - now for t in due)]), 0.0)
+        return min(wait, BUSY_WAIT) if self.publisher.in_flight else wait
+
+    def _raise_fatal(self) -> None:
+        for fatal in (self.fatal, self.dead_letters.fatal, self.consumer.fatal):
+            if fatal is not None:
+                raise fatal
+
+    @contextlib.contextmanager
+    def _callback(self) -> Iterator[None]:
+        """Callbacks run inside confluent-kafka: keep a fatal error for the loop to raise."""
+        try:
+            yield
+        except FatalError as exc:
+            self.fatal = self.fatal or exc
 
     # -- records in ---------------------------------------------------------------------
 
@@ -198,7 +258,12 @@ class Bridge:
             self.consumer.message_error(err)
             return
         record = SourceRecord.from_message(message)
-        epoch = self.tracker.add((record.topic, record.partition), record.offset, record.size)
+        tp = (record.topic, record.partition)
+        if tp in self._seeking:
+            return  # fetched before the seek: it comes again after it
+        if self.tracker.rewinds(tp, record.offset) and not self.rewind(tp, record.offset):
+            return
+        epoch = self.tracker.add(tp, record.offset, record.size)
         if epoch is None:
             return  # its partition was revoked while the record sat in the local queue
         self._count(self.metrics.records_consumed, record.topic)
@@ -212,6 +277,26 @@ class Bridge:
             self.resolve(record, epoch)
             return
         self.batcher.add(Pending(entry, record, epoch), now)
+
+    def rewind(self, tp: PartitionId, offset: int) -> bool:
+        """Offsets went backwards inside an assignment (a reset after log truncation, a seek):
+        handled as a revoke plus an assign of the partition. Its batched and retrying work is
+        dropped, late results of the old epoch are ignored, and fetching restarts from the
+        oldest unresolved record when that is further back. True: keep this record."""
+        watermark = self.tracker.watermark(tp)
+        restart = offset if watermark is None else min(offset, watermark)
+        log.warning(
+            "offsets went backwards; partition restarted",
+            extra={"partition": _names([tp]), "offset": offset, "restart": restart},
+        )
+        self.metrics.rebalances.labels(event="rewound").inc()
+        self.forget([tp], keep_metrics=True)
+        self.tracker.assign([tp])
+        if restart < offset:
+            self.consumer.seek(tp, restart)
+            self._seeking.add(tp)
+            return False
+        return True
 
     def _count(self, counter: Any, topic: str) -> None:
         """Tally per record; :meth:`_flush_counts` adds the tallies once per loop turn (a
@@ -240,9 +325,7 @@ class Bridge:
         self.send_due(now, force=force)
         self._flush_counts()
         self.dead_letters.poll()
-        for fatal in (self.dead_letters.fatal, self.consumer.fatal, self.fatal):
-            if fatal is not None:
-                raise fatal
+        self._raise_fatal()
 
     def send_due(self, now: float, *, force: bool = False) -> None:
         """Send the batches that are due, within the in-flight limit and the rate limit."""
@@ -271,40 +354,86 @@ class Bridge:
         self.batcher.release(completion.batch)
         self.metrics.publish_requests.labels(outcome=outcome.label).inc()
         self.metrics.publish_duration.observe(completion.duration)
-        for item in outcome.accepted:
+        self._judge_response(outcome.invalid_response, now)
+        accepted, retry = outcome.accepted, outcome.retry
+        if self.batcher.ordered and retry:
+            accepted, retry = _keep_order(completion.batch, accepted, retry)
+        for item in accepted:
             self._count(self.metrics.entries_published, item.record.topic)
             self.resolve(item.record, item.epoch)
         if outcome.fatal is not None:
             raise outcome.fatal
-        for item, code in outcome.retry:
-            if outcome.call_error is None:
-                self.metrics.entry_failures.labels(code=code).inc()
-            self.retry(item, code, now)
-        for item, code, message in outcome.dead:
-            self.metrics.entry_failures.labels(code=code).inc()
-            error = RecordError(Stage.PUBLISH, code, message or code)
-            self.dead_letter(item.record, error, item.attempts, item.epoch)
-        for item in outcome.split:
+        if outcome.call_error is None:
+            for _, code in retry:
+                if code != ORDER_KEPT:
+                    self.metrics.entry_failures.labels(code=code).inc()
+        self._dead_on_publish(outcome.dead)
+        self.retry(retry, now)
+        if outcome.split:
             # The request was refused as a whole: send each entry alone to find the bad one.
-            item.solo = True
-            self.retry(item, outcome.call_error or "ValidationException", now, delay=0.0)
+            for item in outcome.split:
+                item.solo = True
+            code = outcome.call_error or "ValidationException"
+            self.retry([(item, code) for item in outcome.split], now, delay=0.0)
 
-    def retry(self, item: Pending, code: str, now: float, delay: float | None = None) -> None:
-        if not self._current(item):
-            return  # revoked meanwhile: the new owner will deliver it
-        deadline = self.settings.pipeline.retry_deadline_seconds
-        started = item.first_attempt_at if item.first_attempt_at is not None else now
-        if deadline and now - started >= deadline:
-            error = RecordError(
-                Stage.RETRIES_EXHAUSTED,
-                code,
-                f"still failing with {code} after {item.attempts} attempts in {now - started:.0f}s",
-            )
-            self.dead_letter(item.record, error, item.attempts, item.epoch)
+    def _dead_on_publish(self, dead: list[tuple[Pending, str, str]]) -> None:
+        for item, code, message in dead:
+            self.metrics.entry_failures.labels(code=code).inc()
+            if self._current(item):  # else revoked meanwhile: the new owner decides
+                error = RecordError(Stage.PUBLISH, code, message or code)
+                self.dead_letter(item.record, error, item.attempts, item.epoch)
+
+    def _judge_response(self, invalid: bool, now: float) -> None:
+        """An endpoint that keeps answering 2xx without per-entry results is not EventBridge
+        (a proxy, a misrouted AWS_ENDPOINT_URL_EVENTBRIDGE): retried, then fatal."""
+        if not invalid:
+            self._invalid_since = None
             return
-        self.metrics.retries.labels(reason=code).inc()
-        wait = self.backoff.delay(item.attempts) if delay is None else delay
-        self.retries.schedule(item, now + wait)
+        self.metrics.invalid_responses.inc()
+        if self._invalid_since is None:
+            self._invalid_since = now
+        limit = self.settings.pipeline.invalid_response_timeout_seconds
+        if now - self._invalid_since >= limit and self.fatal is None:
+            self.fatal = FatalError(
+                "InvalidResponse",
+                f"the endpoint {self.publisher.endpoint or '(default)'} has answered without "
+                f"one result per entry for {limit:.0f}s (BRIDGE_INVALID_RESPONSE_TIMEOUT_SECONDS):"
+                " check AWS_ENDPOINT_URL_EVENTBRIDGE / AWS_ENDPOINT_URL and any proxy",
+            )
+
+    def retry(
+        self, items: list[tuple[Pending, str]], now: float, delay: float | None = None
+    ) -> None:
+        """Send these entries again after a backoff, or dead-letter them past the deadline."""
+        again: list[Pending] = []
+        deadline = self.settings.pipeline.retry_deadline_seconds
+        for item, code in items:
+            if not self._current(item):
+                continue  # revoked meanwhile: the new owner will deliver it
+            started = item.first_attempt_at if item.first_attempt_at is not None else now
+            if deadline and now - started >= deadline:
+                error = RecordError(
+                    Stage.RETRIES_EXHAUSTED,
+                    code,
+                    f"still failing with {code} after {item.attempts} attempts "
+                    f"in {now - started:.0f}s",
+                )
+                self.dead_letter(item.record, error, item.attempts, item.epoch)
+                continue
+            self.metrics.retries.labels(reason=code).inc()
+            again.append(item)
+        if not again:
+            return
+        if self.batcher.ordered:
+            # Back to the front of the lane, which holds until the backoff is over: the
+            # partition's newer entries wait behind them.
+            wait = delay if delay is not None else self.backoff.delay(again[0].attempts)
+            again.sort(key=lambda p: p.record.offset)
+            self.batcher.requeue(again, hold_until=now + wait)
+            return
+        for item in again:
+            wait = self.backoff.delay(item.attempts) if delay is None else delay
+            self.retries.schedule(item, now + wait)
 
     def _current(self, item: Pending) -> bool:
         return self.tracker.epoch(item.tp) == item.epoch
@@ -348,52 +477,69 @@ class Bridge:
     # -- offsets ------------------------------------------------------------------------
 
     def commit(self, partitions: list[PartitionId] | None = None, *, wait: bool) -> None:
+        """Commit the watermarks: asynchronously in steady state (only those that moved or
+        whose last commit failed), synchronously, and retried, on revoke and shutdown."""
+        self._last_commit = self.clock.monotonic()
         offsets = self.tracker.to_commit(partitions, changed_only=not wait)
-        self._last_commit = time.monotonic()
-        if offsets and self.consumer.commit(offsets, wait=wait):
-            self.tracker.committed(offsets)
+        for attempt in range(SYNC_COMMIT_ATTEMPTS if wait else 1):
+            if not offsets:
+                return
+            if attempt:
+                self.clock.sleep(0.1 * attempt)
+            self.consumer.commit(offsets, wait=wait)
+            offsets = self.tracker.uncommitted(offsets) if wait else {}
+        if offsets:
+            log.warning(
+                "synchronous commit failed; these records will be redelivered",
+                extra={"partitions": _names(list(offsets))},
+            )
 
-    def _commit_result(self, ok: bool) -> None:
-        self.metrics.commits.labels(result="success" if ok else "failure").inc()
+    def _commit_result(self, done: dict[PartitionId, int], failed: list[PartitionId]) -> None:
+        self.tracker.committed(done)
+        self.metrics.commits.labels(result="failure" if failed else "success").inc()
 
     # -- backpressure and rebalances ----------------------------------------------------
 
     def apply_backpressure(self) -> None:
+        """Pause every assigned partition at the bound, resume them at half of it; a
+        partition assigned while paused is paused too (once the assignment is in effect)."""
         pipeline = self.settings.pipeline
         records, size = self.tracker.buffered_records, self.tracker.buffered_bytes
-        if not self.paused and (
+        assigned = self.consumer.assignment
+        if self.backpressure and (
+            records <= pipeline.max_buffered_records // 2
+            and size <= pipeline.max_buffered_bytes // 2
+        ):
+            self.consumer.resume(self.paused & assigned)
+            self.paused.clear()
+            self.backpressure = False
+        elif self.backpressure or (
             records >= pipeline.max_buffered_records or size >= pipeline.max_buffered_bytes
         ):
-            self.consumer.pause(self.consumer.assignment)
-            self.paused = True
-        elif (
-            self.paused
-            and records < pipeline.max_buffered_records // 2
-            and size < pipeline.max_buffered_bytes // 2
-        ):
-            self.consumer.resume(self.consumer.assignment)
-            self.paused = self._pause_new = False
-        elif self._pause_new:
-            self.consumer.pause(self.consumer.assignment)
-            self._pause_new = False
+            self.backpressure = True
+            new = assigned - self.paused
+            if new:
+                self.consumer.pause(new)
+                self.paused |= new
 
     def partitions_assigned(self, partitions: list[PartitionId]) -> None:
         self.tracker.assign(partitions)
         self.health.assigned = True
         self.metrics.rebalances.labels(event="assigned").inc()
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
-        if self.paused:
-            # New partitions join paused (once the assignment is in effect, after this
-            # callback); they resume with the rest below the low-water mark.
-            self._pause_new = True
+        if self.backpressure and partitions:
+            # Join paused: fetching them now would take the buffer past its bound.
+            self.consumer.pause(partitions)
+            self.paused.update(partitions)
 
     def partitions_revoked(self, partitions: list[PartitionId]) -> None:
         self.metrics.rebalances.labels(event="revoked").inc()
         log.info("partitions revoked", extra={"partitions": _names(partitions)})
-        if not self.closing and self.fatal is None:
-            self.drain(partitions, self.settings.pipeline.revoke_timeout_seconds)
-        if self.fatal is None or self.closing:
-            self.commit(partitions, wait=True)
+        with self._callback():
+            if self.phase is not Phase.CLOSING and self.fatal is None:
+                self.drain(partitions, self.settings.pipeline.revoke_timeout_seconds)
+            if self.fatal is None or self.phase is Phase.CLOSING:
+                self.commit(partitions, wait=True)
         self.forget(partitions)
 
     def partitions_lost(self, partitions: list[PartitionId]) -> None:
@@ -401,24 +547,43 @@ class Bridge:
         log.warning("partitions lost", extra={"partitions": _names(partitions)})
         self.forget(partitions)
 
-    def forget(self, partitions: list[PartitionId]) -> None:
+    def forget(self, partitions: list[PartitionId], *, keep_metrics: bool = False) -> None:
+        """Drop what these partitions hold; the records are redelivered to their next owner.
+        Per-topic series and caches go with a topic's last partition, so a regex
+        subscription whose topics come and go does not grow them without bound."""
         self.batcher.drop(partitions)
         self.retries.drop(partitions)
         self.tracker.forget(partitions)
+        self.paused.difference_update(partitions)
+        if keep_metrics:
+            return
         for topic, partition in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(partition))
+        held = {topic for topic, _ in self.tracker.partitions}
+        self._flush_counts()
+        for topic in {topic for topic, _ in partitions} - held:
+            self.mapper.forget_topic(topic)
+            for key in [k for k in self._counters if k[1] == topic]:
+                del self._counters[key]
+            self.metrics.forget_topic(topic)
 
     def drain(self, partitions: list[PartitionId], timeout: float) -> None:
         """Publish and settle what these partitions hold, for at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while self.tracker.unresolved(partitions) and time.monotonic() < deadline:
-            completions = self.publisher.completions(0.05)
-            self.pump(completions, time.monotonic(), force=True)
-            if not self.publisher.in_flight and not self.batcher and not self.dead_letters.pending:
-                # Only backoffs remain: wait for the next one rather than spin.
-                due = self.retries.next_due()
-                time.sleep(min(max((due or 0) - time.monotonic(), 0.01), 0.1))
+        deadline = self.clock.monotonic() + timeout
+        while self.tracker.unresolved(partitions):
+            now = self.clock.monotonic()
+            if now >= deadline:
+                break
+            wait = min(self._idle_wait(now), deadline - now)
+            if self.dead_letters.pending:
+                wait = min(wait, DRAIN_POLL)
+            if self.publisher.in_flight:
+                completions = self.publisher.completions(wait)
+            else:
+                self.clock.sleep(wait)
+                completions = []
+            self.pump(completions, self.clock.monotonic(), force=True)
             self.health.beat()
         left = self.tracker.unresolved(partitions)
         if left:
@@ -434,7 +599,7 @@ class Bridge:
         m.buffered_records.set(self.tracker.buffered_records)
         m.buffered_bytes.set(self.tracker.buffered_bytes)
         m.in_flight_requests.set(self.publisher.in_flight)
-        m.backpressure_paused.set(1 if self.paused else 0)
+        m.backpressure_paused.set(1 if self.backpressure else 0)
         m.assigned_partitions.set(len(self.consumer.assignment))
         ready, _ = self.health.ready()
         m.ready.set(1 if ready else 0)
@@ -461,7 +626,7 @@ class Bridge:
             log.warning("commit after fatal error failed", exc_info=True)
 
     def close(self) -> None:
-        self.closing = True
+        self.phase = Phase.CLOSING
         try:
             self.consumer.close()
         except Exception:
@@ -470,6 +635,18 @@ class Bridge:
         if left:
             log.warning("dead letters not confirmed at exit", extra={"count": left})
         self.publisher.close()
+
+
+def _keep_order(
+    batch: Batch, accepted: list[Pending], retry: list[tuple[Pending, str]]
+) -> tuple[list[Pending], list[tuple[Pending, str]]]:
+    """Ordered mode: entries accepted behind one that must be retried go again behind it,
+    so the partition's entries, each counted at its last acceptance, stay in offset order."""
+    position = {id(item): index for index, item in enumerate(batch.items)}
+    first = min(position[id(item)] for item, _ in retry)
+    kept = [item for item in accepted if position[id(item)] < first]
+    again = [(item, ORDER_KEPT) for item in accepted if position[id(item)] > first]
+    return kept, [*retry, *again]
 
 
 def _names(partitions: list[PartitionId]) -> list[str]:

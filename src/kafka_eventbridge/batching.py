@@ -1,9 +1,13 @@
 """Batching: entries grouped into requests within the API's limits, and the retry queue.
 
-Entries wait in *lanes*. Without ordering there is one lane; with
-``BRIDGE_ORDERING=partition`` each partition has its own, and a lane with a batch in flight
-sends nothing more until that batch completes, so a partition never has two requests
-racing. Retried entries go back to the *front* of their lane, ahead of newer ones.
+Entries wait in *lanes*. Without ordering there is one lane, and retried entries wait out
+their backoff in the :class:`RetryQueue`, then go back to the front of the lane. With
+``BRIDGE_ORDERING=partition`` each partition has its own lane, and a lane with a batch in
+flight sends nothing more until *that* batch completes (a late completion of a batch from
+an earlier assignment releases nothing else), so a partition never has two requests racing.
+Retried entries go straight back to the front of their lane, which then *holds* until
+their backoff is over: newer entries of the partition wait behind them instead of
+overtaking them.
 
 A lane is ready when it holds a full batch, or when its oldest entry has waited the
 linger time. A batch takes entries from the front while both the entry count and the
@@ -49,7 +53,8 @@ class Pending:
 class _Lane:
     items: deque[Pending] = field(default_factory=deque)
     bytes: int = 0
-    busy: bool = False
+    in_flight: Batch | None = None  # ordered mode: the one batch of this lane being sent
+    hold_until: float = float("-inf")  # ordered mode: retried entries wait out their backoff
 
 
 @dataclass(slots=True, eq=False)
@@ -91,32 +96,42 @@ class Batcher:
         lane.bytes += item.entry.size
         self.count += 1
 
-    def requeue(self, items: Iterable[Pending]) -> None:
-        """Put retried entries back at the front of their lanes, due at once."""
+    def requeue(self, items: Iterable[Pending], hold_until: float | None = None) -> None:
+        """Put retried entries back at the front of their lanes, in the order given.
+
+        Without ``hold_until`` they are due at once; with it (ordered mode) their lanes send
+        nothing before that time, so the entries behind them keep their place."""
         for item in reversed(list(items)):
             item.queued_at = float("-inf")
             _, lane = self._lane(item)
             lane.items.appendleft(item)
             lane.bytes += item.entry.size
             self.count += 1
+            if hold_until is not None:
+                lane.hold_until = max(lane.hold_until, hold_until)
+
+    def _sendable(self, lane: _Lane, now: float) -> bool:
+        return bool(lane.items) and lane.in_flight is None and now >= lane.hold_until
 
     def _due(self, lane: _Lane, now: float) -> bool:
-        if lane.busy or not lane.items:
+        if not self._sendable(lane, now):
             return False
         if len(lane.items) >= self.max_entries or lane.bytes >= self.max_bytes:
             return True
         return now - lane.items[0].queued_at >= self.linger
 
     def take(self, now: float, limit: int, *, force: bool = False) -> list[Batch]:
-        """Up to ``limit`` batches that are due (or all non-empty ones with ``force``)."""
+        """Up to ``limit`` batches that are due (with ``force``: whatever may be sent, linger
+        or not; a backoff still holds)."""
         batches: list[Batch] = []
         for key, lane in self._lanes.items():
             while len(batches) < limit and (
-                self._due(lane, now) or (force and lane.items and not lane.busy)
+                self._due(lane, now) or (force and self._sendable(lane, now))
             ):
-                batches.append(self._cut(key, lane))
+                batch = self._cut(key, lane)
+                batches.append(batch)
                 if self.ordered:
-                    lane.busy = True
+                    lane.in_flight = batch
         return batches
 
     def _cut(self, key: PartitionId, lane: _Lane) -> Batch:
@@ -135,22 +150,29 @@ class Batcher:
         return Batch(key, items)
 
     def release(self, batch: Batch) -> None:
-        """A batch completed: its lane may send again (ordered mode)."""
+        """A batch completed: its lane may send again (ordered mode). Only the batch the
+        lane is waiting for releases it."""
         lane = self._lanes.get(batch.lane)
-        if lane is not None:
-            lane.busy = False
+        if lane is not None and lane.in_flight is batch:
+            lane.in_flight = None
+            if self.ordered and not lane.items:
+                del self._lanes[batch.lane]
 
     def next_due(self) -> float | None:
-        """When the earliest waiting lane becomes due by linger (None if nothing waits)."""
+        """When the earliest waiting lane becomes due by linger or backoff (None if nothing
+        waits, or every waiting lane has a batch in flight)."""
         times = [
-            lane.items[0].queued_at + self.linger
+            max(lane.items[0].queued_at + self.linger, lane.hold_until)
             for lane in self._lanes.values()
-            if lane.items and not lane.busy
+            if lane.items and lane.in_flight is None
         ]
         return min(times, default=None)
 
     def drop(self, partitions: Iterable[PartitionId]) -> list[Pending]:
-        """Remove the entries of revoked partitions."""
+        """Remove the entries of revoked partitions.
+
+        An ordered lane whose batch is still in flight stays, empty, until that batch
+        completes: entries of the partition's next assignment wait behind it."""
         gone = set(partitions)
         dropped: list[Pending] = []
         for key, lane in list(self._lanes.items()):
@@ -159,9 +181,16 @@ class Batcher:
             lane.items = kept
             lane.bytes = sum(p.entry.size for p in kept)
             if self.ordered and key in gone:
-                del self._lanes[key]
+                lane.hold_until = float("-inf")
+                if lane.in_flight is None:
+                    del self._lanes[key]
         self.count -= len(dropped)
         return dropped
+
+    def in_flight(self, tp: PartitionId) -> bool:
+        """Ordered mode: has this partition a batch in flight?"""
+        lane = self._lanes.get(tp)
+        return lane is not None and lane.in_flight is not None
 
     def __len__(self) -> int:
         return self.count

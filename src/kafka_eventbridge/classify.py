@@ -9,9 +9,12 @@ Every outcome of a ``PutPartnerEvents`` / ``PutEvents`` call lands in one of thr
 * fatal: the configuration or the account is wrong. Stop; never dead-letter a stream.
 
 A 200 response can still fail entries: ``FailedEntryCount`` and per-entry ``ErrorCode``,
-in request order. Results that cannot be attributed to an entry are retried, never
-dropped. A request the service refuses as a whole (``ValidationException``) is split so
-the one bad entry is found and dead-lettered while the others go through.
+in request order. An entry is accepted only by its own result: a 2xx answer whose
+``Entries`` do not match the request one for one (``200 {}`` from a proxy or a misrouted
+endpoint) is a failed call, :data:`INVALID_RESPONSE`, retried like any failed call; the
+loop makes it fatal when it persists. Results that cannot be attributed to an entry are
+retried, never dropped. A request the service refuses as a whole (``ValidationException``)
+is split so the one bad entry is found and dead-lettered while the others go through.
 
 Pure: takes the response or the exception, returns a :class:`BatchOutcome`.
 """
@@ -35,6 +38,8 @@ from botocore.exceptions import (
 
 from kafka_eventbridge.batching import Pending
 from kafka_eventbridge.errors import FatalError
+
+INVALID_RESPONSE = "InvalidResponse"  # a 2xx answer without one result per entry
 
 
 class Kind(Enum):
@@ -113,8 +118,14 @@ class BatchOutcome:
     call_error: str | None = None  # the code of a failed call, None for a 200
 
     @property
+    def invalid_response(self) -> bool:
+        return self.call_error == INVALID_RESPONSE
+
+    @property
     def label(self) -> str:
         """The ``outcome`` label of ``publish_requests_total``."""
+        if self.invalid_response:
+            return "invalid_response"
         if self.call_error is not None or self.fatal is not None:
             return "error"
         return "success" if not (self.retry or self.dead) else "partial_failure"
@@ -122,17 +133,18 @@ class BatchOutcome:
 
 def classify_response(batch: Sequence[Pending], response: dict[str, Any]) -> BatchOutcome:
     """Split a 200 response into accepted, retryable, permanent and fatal entries."""
-    outcome = BatchOutcome()
-    results = response.get("Entries") or []
-    failed = int(response.get("FailedEntryCount") or 0)
-    if len(results) != len(batch):
-        if failed == 0:
-            # Nothing failed, though the service listed fewer results than entries.
-            outcome.accepted.extend(batch)
-        else:
-            outcome.retry.extend((item, "UnattributedFailure") for item in batch)
+    results = response.get("Entries")
+    if not isinstance(results, list) or len(results) != len(batch):
+        # Not EventBridge's answer to this request (AWS documents one result per entry, in
+        # request order): nothing here says any entry was accepted.
+        outcome = BatchOutcome(call_error=INVALID_RESPONSE)
+        outcome.retry.extend((item, INVALID_RESPONSE) for item in batch)
         return outcome
+    outcome = BatchOutcome()
     for item, result in zip(batch, results, strict=True):
+        if not isinstance(result, dict):
+            outcome.retry.append((item, "UnattributedFailure"))
+            continue
         code = result.get("ErrorCode")
         if code:
             _place(outcome, item, code, result.get("ErrorMessage") or "")
@@ -146,6 +158,11 @@ def classify_response(batch: Sequence[Pending], response: dict[str, Any]) -> Bat
 
 def _place(outcome: BatchOutcome, item: Pending, code: str, message: str) -> None:
     kind = entry_kind(code)
+    if kind is Kind.FATAL and item.entry.record_target:
+        # The source or the bus came from the record: this record names a target the
+        # bridge may not write to. Stopping would stop at the same record after every
+        # restart; a constant target is the configuration's fault and stays fatal.
+        kind = Kind.PERMANENT
     if kind is Kind.RETRYABLE:
         outcome.retry.append((item, code))
     elif kind is Kind.PERMANENT:

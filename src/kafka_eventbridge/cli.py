@@ -1,4 +1,4 @@
-"""The ``kafka-eventbridge`` command: run, check, map, demo.
+"""The ``kafka-eventbridge`` command: run, check, map.
 
 Exit codes: 0 done, 1 a fatal error at run time (or a failed check), 2 bad configuration.
 """
@@ -196,15 +196,6 @@ def cmd_check(_args: argparse.Namespace) -> int:
     return 0 if run_checks(settings, sys.stdout) else EXIT_FATAL
 
 
-# -- demo ----------------------------------------------------------------------------------
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from kafka_eventbridge.demo import run_demo
-
-    return run_demo(records=args.records, keep_running=args.keep_running)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kafka-eventbridge",
@@ -244,17 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 if any record would be dead-lettered"
     )
     mapper.set_defaults(func=cmd_map)
-    demo = commands.add_parser(
-        "demo",
-        help="run a local demo: embedded broker, EventBridge emulator, sample records",
-        description="Start an embedded Kafka-compatible broker and a local EventBridge "
-        "emulator, produce sample records (a few bad ones among them), run the bridge and "
-        "print what happened. Needs the 'testing' extra: "
-        "pip install 'kafka-eventbridge[testing]'.",
-    )
-    demo.add_argument("--records", type=int, default=300, help="sample records to produce")
-    demo.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
-    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -38,6 +38,10 @@ FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 FATAL_CODES = kafka_auth.FATAL_CODES
 
 
+# Called with the offsets the broker confirmed and the partitions whose commit failed.
+CommitListener = Callable[[dict[PartitionId, int], list[PartitionId]], None]
+
+
 class RebalanceListener(Protocol):
     def partitions_assigned(self, partitions: list[PartitionId]) -> None: ...
     def partitions_revoked(self, partitions: list[PartitionId]) -> None: ...
@@ -80,13 +84,15 @@ class KafkaConsumer:
         config: Mapping[str, Any],
         topics: list[str],
         listener: RebalanceListener,
-        on_commit: Callable[[bool], None],
+        on_commit: CommitListener,
     ) -> None:
         self.topics = topics
         self.listener = listener
         self.on_commit = on_commit
         self.fatal: FatalError | None = None
         self.assignment: set[PartitionId] = set()
+        self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy"))
+        self._assigning: list[TopicPartition] | None = None  # inside on_assign
         try:
             self._consumer = Consumer(
                 {
@@ -110,7 +116,11 @@ class KafkaConsumer:
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
         self.assignment.update(tps)
-        self.listener.partitions_assigned(tps)
+        self._assigning = partitions
+        try:
+            self.listener.partitions_assigned(tps)
+        finally:
+            self._assigning = None
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
@@ -122,10 +132,21 @@ class KafkaConsumer:
         self.listener.partitions_lost(tps)
         self.assignment.difference_update(tps)
 
-    def _committed(self, err: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        if err is not None and err.code() != KafkaError._NO_OFFSET:
-            log.warning("offset commit failed: %s", err.str())
-        self.on_commit(err is None or err.code() == KafkaError._NO_OFFSET)
+    def _committed(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit: the only word that an offset is committed."""
+        if err is not None and err.code() == KafkaError._NO_OFFSET:
+            return
+        done: dict[PartitionId, int] = {}
+        failed: list[PartitionId] = []
+        for tp in partitions:
+            if err is None and tp.error is None:
+                done[(tp.topic, tp.partition)] = tp.offset
+            else:
+                failed.append((tp.topic, tp.partition))
+        if failed:
+            reason = (err or next(tp.error for tp in partitions if tp.error)).str()
+            log.warning("offset commit failed, retried at the next commit: %s", reason)
+        self.on_commit(done, failed)
 
     def _on_error(self, err: KafkaError) -> None:
         if kafka_auth.is_fatal(err):
@@ -147,31 +168,53 @@ class KafkaConsumer:
             self._on_error(err)
 
     def pause(self, partitions: Iterable[PartitionId]) -> None:
+        """Stop fetching these partitions. Called from the assignment callback, it applies
+        the assignment first (as confluent-kafka allows there), so that partitions assigned
+        while the buffer is full join paused instead of fetching one more batch."""
         chosen = [TopicPartition(t, p) for t, p in partitions]
-        if chosen:
-            self._consumer.pause(chosen)
+        if not chosen:
+            return
+        if self._assigning is not None:
+            assigning, self._assigning = self._assigning, None
+            if self._cooperative:
+                self._consumer.incremental_assign(assigning)
+            else:
+                self._consumer.assign(assigning)
+        self._consumer.pause(chosen)
 
     def resume(self, partitions: Iterable[PartitionId]) -> None:
         chosen = [TopicPartition(t, p) for t, p in partitions]
         if chosen:
             self._consumer.resume(chosen)
 
-    def commit(self, offsets: Mapping[PartitionId, int], *, wait: bool) -> bool:
-        """Commit offsets (the next offset to read, per partition); True on success."""
+    def commit(self, offsets: Mapping[PartitionId, int], *, wait: bool) -> None:
+        """Commit offsets (the next offset to read, per partition).
+
+        Asynchronous: the result comes through the commit listener, from a later
+        :meth:`consume`. Synchronous (revoke, shutdown): the result is reported before this
+        returns; a failure is reported as such, and the caller may try again.
+        """
         if not offsets:
-            return True
+            return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if not wait:
-            self._consumer.commit(offsets=tps, asynchronous=True)
-            return True
+            try:
+                self._consumer.commit(offsets=tps, asynchronous=True)
+            except KafkaException as exc:
+                log.warning("offset commit refused, retried at the next commit: %s", exc)
+                self.on_commit({}, list(offsets))
+            return
         try:
-            self._consumer.commit(offsets=tps, asynchronous=False)
+            result = self._consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
             log.warning("synchronous offset commit failed: %s", exc)
-            self.on_commit(False)
-            return False
-        self.on_commit(True)
-        return True
+            self.on_commit({}, list(offsets))
+            return
+        self._committed(None, list(result or tps))
+
+    def seek(self, tp: PartitionId, offset: int) -> None:
+        """Fetch the partition again from ``offset`` (the records after it are redelivered)."""
+        self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
 
     def lag(self, tp: PartitionId, position: int | None) -> int | None:
         """Records after ``position``, from the high watermark of the latest fetch.

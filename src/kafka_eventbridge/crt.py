@@ -227,7 +227,11 @@ class CrtTransport:
         """Start a call; its result comes out of ``results()`` with this key."""
         call = _Call(key, body)
         self._active.add(call)
-        self._start(call)
+        try:
+            self._start(call)
+        except BaseException:
+            self._active.discard(call)
+            raise
 
     def _start(self, call: _Call) -> None:
         call.deadline = time.monotonic() + self._read_timeout
@@ -244,9 +248,14 @@ class CrtTransport:
         if connection is not None:
             self._request(call, connection)
             return
-        future = http.HttpClientConnection.new(
-            self._host, self._port, self._bootstrap, self._socket, self._tls, self._proxy
-        )
+        try:
+            future = http.HttpClientConnection.new(
+                self._host, self._port, self._bootstrap, self._socket, self._tls, self._proxy
+            )
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
         future.add_done_callback(lambda done: self._connected(call, done))
 
     def _connected(self, call: _Call, future: Future[http.HttpClientConnection]) -> None:

@@ -87,9 +87,16 @@ Delivered = Callable[[SourceRecord, Any], None]
 class DeadLetterProducer:
     """Produces dead letters and reports each one back once the topic acknowledged it."""
 
-    def __init__(self, config: Mapping[str, Any], topic: str, on_delivered: Delivered) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        on_delivered: Delivered,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> None:
         self.topic = topic
         self.on_delivered = on_delivered
+        self.on_wait = on_wait  # called while a full local queue holds a dead letter back
         self.pending = 0
         self.fatal: FatalError | None = None
         self._producer = Producer(
@@ -152,8 +159,14 @@ class DeadLetterProducer:
                 )
                 return
             except BufferError:
-                # The local queue is full: serve delivery reports until there is room.
+                # The local queue is full: serve delivery reports until there is room. The
+                # loop is alive meanwhile (its liveness must say so), unless the producer
+                # has failed for good.
                 self._producer.poll(0.1)
+                self.on_wait()
+                if self.fatal is not None:
+                    self.pending -= 1
+                    return
             except KafkaException as exc:
                 # Refused before it was queued (e.g. larger than message.max.bytes): this
                 # record can never be written, so it can never be resolved. Stop, readably.

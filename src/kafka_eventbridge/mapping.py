@@ -80,6 +80,9 @@ class Entry:
     size: int
     # The S3 object to store before sending, when the Detail was offloaded (claim check).
     upload: Upload | None = None
+    # The source or the bus comes from the record, not from a constant of the route: a
+    # refusal of that target is the record's, not the configuration's.
+    record_target: bool = False
 
     def request(self) -> dict[str, Any]:
         """The entry in the shape of boto3's ``Entries`` parameter."""
@@ -184,6 +187,14 @@ class Route:
 
     def applies(self, env: dict[str, Any]) -> bool:
         return self.when is None or not _is_false(self.when.search(env))
+
+    @functools.cached_property
+    def record_target(self) -> bool:
+        """Does the source or the bus of this route's entries come from the record?"""
+        return any(
+            name in self.fields and not self.fields[name].literal[0]
+            for name in ("source", "event_bus")
+        )
 
 
 def _is_false(value: Any) -> bool:
@@ -479,6 +490,10 @@ class Mapper:
         self.value_decoder = value_decoder
         self.key_decoder = key_decoder
 
+    def forget_topic(self, topic: str) -> None:
+        """The bridge holds no partition of this topic any more: drop what is cached for it."""
+        self._by_topic.pop(topic, None)
+
     def routes_for(self, topic: str) -> list[Route]:
         routes = self._by_topic.get(topic)
         if routes is None:
@@ -542,7 +557,18 @@ class Mapper:
                 "EntryTooLarge",
                 f"entry is {size} bytes, limit {self.max_bytes} (BRIDGE_EVENTBRIDGE_*_MAX_BYTES)",
             )
-        return Entry(source, detail_type, detail, resources, time, bus, trace, size, upload)
+        return Entry(
+            source,
+            detail_type,
+            detail,
+            resources,
+            time,
+            bus,
+            trace,
+            size,
+            upload,
+            route.record_target,
+        )
 
     def _detail(self, route: Route, env: dict[str, Any], record: SourceRecord) -> str:
         if (

@@ -7,7 +7,9 @@ watermark is the oldest unresolved offset, or one past the last offset seen.
 
 Each assignment of a partition gets a new *epoch*. Work that was in flight when a
 partition was revoked carries the old epoch and is ignored when it completes, so a late
-result can never move the watermark of a later assignment.
+result can never move the watermark of a later assignment. Offsets that go backwards
+inside an assignment (a reset after log truncation, a seek) are the caller's to treat as
+a revoke plus an assign (:meth:`OffsetTracker.rewinds`), which starts a new epoch.
 
 Pure bookkeeping: no Kafka calls here.
 """
@@ -44,9 +46,14 @@ class OffsetTracker:
         self.buffered_bytes = 0
 
     def assign(self, partitions: Iterable[PartitionId]) -> None:
+        """Start a new epoch for each partition (a partition already tracked starts over,
+        keeping only what is known to be committed)."""
         for tp in partitions:
+            old = self._partitions.get(tp)
+            self.forget([tp])
             self._epochs += 1
-            self._partitions[tp] = _Partition(epoch=self._epochs)
+            committed = None if old is None else old.committed
+            self._partitions[tp] = _Partition(epoch=self._epochs, committed=committed)
 
     def forget(self, partitions: Iterable[PartitionId]) -> None:
         """Drop revoked partitions; their unresolved records will be redelivered elsewhere."""
@@ -60,15 +67,18 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         return None if state is None else state.epoch
 
+    def rewinds(self, tp: PartitionId, offset: int) -> bool:
+        """Does this offset go backwards from what the partition's assignment has seen?"""
+        state = self._partitions.get(tp)
+        return state is not None and state.next_offset is not None and offset < state.next_offset
+
     def add(self, tp: PartitionId, offset: int, size: int) -> int | None:
-        """Track a consumed record; returns the epoch it belongs to (None if not assigned)."""
+        """Track a consumed record; returns the epoch it belongs to (None if not assigned).
+
+        Offsets must ascend within an epoch: check :meth:`rewinds` first."""
         state = self._partitions.get(tp)
         if state is None:
             return None
-        if state.next_offset is not None and offset < state.next_offset:
-            # A rewind (seek, or a redelivery after a reset): restart tracking from here.
-            self.forget([tp])
-            self._partitions[tp] = state = _Partition(epoch=state.epoch, committed=state.committed)
         state.pending.append(offset)
         state.sizes[offset] = size
         state.next_offset = offset + 1
@@ -113,11 +123,21 @@ class OffsetTracker:
         return offsets
 
     def committed(self, offsets: dict[PartitionId, int]) -> None:
-        """Record that these offsets were committed (by a successful commit)."""
+        """Record that the broker confirmed these commits (never before it did: an offset
+        not recorded here is committed again at the next turn, so a failed commit is
+        retried even on a partition that has gone quiet)."""
         for tp, offset in offsets.items():
             state = self._partitions.get(tp)
             if state is not None:
                 state.committed = offset
+
+    def uncommitted(self, offsets: dict[PartitionId, int]) -> dict[PartitionId, int]:
+        """Those of ``offsets`` the broker has not confirmed (of partitions still tracked)."""
+        return {
+            tp: offset
+            for tp, offset in offsets.items()
+            if (state := self._partitions.get(tp)) is not None and state.committed != offset
+        }
 
     @property
     def partitions(self) -> list[PartitionId]:

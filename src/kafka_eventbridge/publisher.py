@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -126,6 +126,7 @@ class Publisher:
         transport: CrtTransport | None = None,
     ) -> None:
         self.client = client
+        self.endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
         self.uploader = uploader
         self.api = api
         self.max_in_flight = max_in_flight
@@ -162,18 +163,30 @@ class Publisher:
 
     def _publish(self, batch: Batch) -> None:
         started = time.perf_counter()
+        outcome: BatchOutcome | None = None
         try:
             self._store_offloaded(batch)
             response = self._call([p.entry for p in batch.items])
             outcome = classify_response(batch.items, response)
         except Exception as exc:
             outcome = classify_exception(batch.items, exc)
-        self._done.put(Completion(batch, outcome, time.perf_counter() - started))
+        finally:
+            # Always hand the batch back, whatever went wrong above: a completion that never
+            # comes would hold an in-flight slot (and its records) for good.
+            if outcome is None:
+                outcome = BatchOutcome(call_error="InternalError")
+                outcome.retry.extend((item, "InternalError") for item in batch.items)
+            self._done.put(Completion(batch, outcome, time.perf_counter() - started))
 
     def _send(self, batch: Batch, started: float) -> None:
         assert self._transport is not None
-        body = orjson.dumps({"Entries": [p.entry.wire() for p in batch.items], **self._extra})
-        self._transport.send((batch, started), body)
+        try:
+            body = orjson.dumps({"Entries": [p.entry.wire() for p in batch.items], **self._extra})
+            self._transport.send((batch, started), body)
+        except Exception as exc:
+            # Never lose a batch: a call that could not even start completes as failed.
+            outcome = classify_exception(batch.items, exc)
+            self._done.put(Completion(batch, outcome, time.perf_counter() - started))
 
     def _upload(self, batch: Batch, started: float) -> None:
         try:
@@ -217,6 +230,11 @@ class Publisher:
     def _crt_completions(self, timeout: float) -> list[Completion]:
         assert self._transport is not None
         done: list[Completion] = []
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                break
         while True:
             try:
                 batch, started, error = self._uploaded.get_nowait()
@@ -275,7 +293,8 @@ class Backoff:
 
     initial: float
     maximum: float
+    rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempts: int) -> float:
         ceiling = min(self.maximum, self.initial * (2 ** max(attempts - 1, 0)))
-        return random.uniform(ceiling / 2, ceiling)
+        return self.rng.uniform(ceiling / 2, ceiling)

@@ -11,6 +11,10 @@ Pure: the caller passes the clock in.
 
 from __future__ import annotations
 
+# Refills are computed in floating point: a bucket a rounding error short of a token counts
+# as full, or the time to wait for it (less than a nanosecond) could never pass.
+_EPSILON = 1e-9
+
 
 class RateLimiter:
     def __init__(self, rate: float, burst: float | None = None) -> None:
@@ -33,7 +37,7 @@ class RateLimiter:
         if self.unlimited:
             return True
         self._refill(now)
-        return self._tokens >= 1
+        return self._tokens >= 1 - _EPSILON
 
     def spend(self, entries: int, now: float) -> None:
         if self.unlimited:
@@ -46,6 +50,6 @@ class RateLimiter:
         if self.unlimited:
             return None
         self._refill(now)
-        if self._tokens >= 1:
+        if self._tokens >= 1 - _EPSILON:
             return None
         return now + (1 - self._tokens) / self.rate

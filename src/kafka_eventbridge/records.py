@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from confluent_kafka import Message
 
 from kafka_eventbridge.errors import RecordError, Stage
 from kafka_eventbridge.settings import ValueFormat
+
+if TYPE_CHECKING:
+    from kafka_eventbridge.ports import Message
 
 Headers = list[tuple[str, bytes | None]]
 

@@ -200,6 +200,7 @@ class PipelineSettings(_Group):
     retry_backoff_initial_ms: int = Field(default=100, ge=1)
     retry_backoff_max_ms: int = Field(default=20_000, ge=1)
     retry_deadline_seconds: float = Field(default=0.0, ge=0)
+    invalid_response_timeout_seconds: float = Field(default=60.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
     revoke_timeout_seconds: float = Field(default=10.0, ge=0)
     dlq_topic: str | None = Field(default=None, min_length=1, max_length=249)

@@ -8,6 +8,7 @@ assignment arrives, and after a fatal error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -62,6 +63,10 @@ class Metrics:
             "publish_requests", "Publish calls, by outcome.", ("outcome",)
         )
         self.retries = counter("retries", "Entries scheduled for another attempt.", ("reason",))
+        self.invalid_responses = counter(
+            "invalid_responses",
+            "2xx publish answers without one result per entry (not counted as delivered).",
+        )
         self.commits = counter("commits", "Offset commits, by result.", ("result",))
         self.rebalances = counter("rebalances", "Partition assignment changes.", ("event",))
         self.publish_duration = Histogram(
@@ -99,6 +104,12 @@ class Metrics:
         self.ready = gauge("ready", "1 when the bridge is assigned and healthy.")
         self.build_info = gauge("build_info", "Version of the bridge.", ("version",))
         self.build_info.labels(version=__version__).set(1)
+
+    def forget_topic(self, topic: str) -> None:
+        """Remove a topic's series once no partition of it is assigned here."""
+        for metric in (self.records_consumed, self.records_filtered, self.entries_published):
+            with contextlib.suppress(KeyError):
+                metric.remove(topic)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.support import BridgeProcess, bridge_env, committed, unique
 
 pytestmark = pytest.mark.integration

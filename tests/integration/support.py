@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from kafka_eventbridge.testing import free_port
-from kafka_eventbridge.testing.brokers import KafkaBroker
+from kafka_eventbridge_testing import free_port
+from kafka_eventbridge_testing.brokers import KafkaBroker
 
 PARTNER_SOURCE = "aws.partner/example.com/orders"
 

@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 from tests.integration.conftest import Scenario
 from tests.integration.support import (
     headers_of,

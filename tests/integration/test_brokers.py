@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
-from kafka_eventbridge.testing.brokers import (
+from kafka_eventbridge_testing.brokers import (
     BrokerKind,
     BrokerOptions,
     BrokerUnavailableError,
@@ -304,7 +304,7 @@ def test_producing_to_an_unknown_topic_auto_creates_it_where_enabled(
 
 @pytest.fixture
 def own_broker_kind(kafka_broker: KafkaBroker) -> BrokerKind:
-    if kafka_broker.kind in (BrokerKind.EXTERNAL, BrokerKind.DOCKER):
+    if kafka_broker.kind == BrokerKind.EXTERNAL:
         pytest.skip(f"the {kafka_broker.kind} broker is not restarted or reconfigured by tests")
     return kafka_broker.kind
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from kafka_eventbridge.testing import free_port
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing import free_port
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.support import bridge_env, run_check
 
 pytestmark = pytest.mark.integration

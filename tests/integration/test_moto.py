@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.moto import client, moto_server, partner_source, route_to_queue
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.moto import client, moto_server, partner_source, route_to_queue
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import (
     PARTNER_SOURCE,

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from kafka_eventbridge.offload import MARKER
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import committed, produce, wait_until
 

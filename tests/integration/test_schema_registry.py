@@ -28,9 +28,9 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto as Field
 from kafka_eventbridge.app import Bridge
 from kafka_eventbridge.schemas import registry_client
 from kafka_eventbridge.settings import load_settings
-from kafka_eventbridge.testing import free_port
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing import free_port
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import (
     bridge_env,

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from kafka_eventbridge.settings import property_variable
-from kafka_eventbridge.testing.brokers import (
+from kafka_eventbridge_testing.brokers import (
     BrokerKind,
     BrokerUnavailableError,
     SecuredApacheKafkaBroker,
     make_tls_files,
 )
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import StartBridge
 from tests.integration.support import (
     BridgeProcess,

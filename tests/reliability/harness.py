@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import ReceivedEntry
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import ReceivedEntry
 from tests.integration.support import committed, read_all
 
 ENV_RESULTS = "BRIDGE_RELIABILITY_RESULTS"

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import pytest
 from confluent_kafka import Producer
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridgeProcess, Faults
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeProcess, Faults
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import committed
 from tests.reliability.harness import Results, delivered_ids, peak_rss_mb, rss_mb, tally

@@ -27,8 +27,8 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FAIL_MARKER, FakeEventBridge
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FAIL_MARKER, FakeEventBridge
 from tests.integration.support import (
     PARTNER_SOURCE,
     BridgeProcess,

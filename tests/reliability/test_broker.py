@@ -15,13 +15,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kafka_eventbridge.testing.brokers import (
+from kafka_eventbridge_testing.brokers import (
     BrokerOptions,
     BrokerUnavailableError,
     KafkaBroker,
     create_broker,
 )
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import (
     BridgeProcess,

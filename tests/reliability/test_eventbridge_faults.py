@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from kafka_eventbridge.testing.brokers import KafkaBroker
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 from tests.integration.conftest import BridgeFactory
 from tests.integration.support import BridgeProcess, committed, wait_until
 from tests.reliability.harness import (

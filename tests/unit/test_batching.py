@@ -192,7 +192,7 @@ def test_drop_removes_the_entries_of_revoked_partitions() -> None:
     assert offsets(batch) == [(1, 0), (1, 1)]
 
 
-def test_ordered_partition_reassigned_after_drop_is_not_stuck() -> None:
+def test_ordered_partition_reassigned_waits_for_the_old_assignments_request() -> None:
     b = batcher(max_entries=1, linger=0.0, ordered=True)
     b.add(pending(0), now=0.0)
     (in_flight,) = b.take(now=0.0, limit=10)
@@ -200,9 +200,39 @@ def test_ordered_partition_reassigned_after_drop_is_not_stuck() -> None:
 
     assert [p.record.offset for p in b.drop([P0])] == [1]
     b.add(pending(7), now=1.0)  # the partition came back in a later assignment
+    # Its old request is still out: two requests of one partition would race.
+    assert b.take(now=1.0, limit=10) == []
+    b.release(in_flight)  # the old request completes: the partition is free again
     (batch,) = b.take(now=1.0, limit=10)
     assert offsets(batch) == [(0, 7)]
-    b.release(in_flight)  # the old request completing later is harmless
+
+
+def test_ordered_lane_is_released_only_by_its_own_batch() -> None:
+    b = batcher(max_entries=1, linger=0.0, ordered=True)
+    b.add(pending(0), now=0.0)
+    (old,) = b.take(now=0.0, limit=10)
+    b.drop([P0])
+    b.release(old)
+    b.add(pending(5), now=1.0)
+    (current,) = b.take(now=1.0, limit=10)
+    b.add(pending(6), now=1.0)
+    b.release(old)  # a late, duplicate completion of the earlier batch releases nothing
+    assert b.take(now=1.0, limit=10) == []
+    b.release(current)
+    assert [offsets(x) for x in b.take(now=1.0, limit=10)] == [[(0, 6)]]
+
+
+def test_ordered_retry_holds_the_lane_until_its_backoff_is_over() -> None:
+    b = batcher(max_entries=2, linger=0.0, ordered=True)
+    for offset in range(4):
+        b.add(pending(offset), now=0.0)
+    (first,) = b.take(now=0.0, limit=10)
+    b.release(first)
+    b.requeue(first.items, hold_until=5.0)  # throttled: back to the front, after 5 s
+    assert b.take(now=1.0, limit=10) == []  # the newer entries do not overtake
+    assert b.next_due() == 5.0
+    (again,) = b.take(now=5.0, limit=10)
+    assert offsets(again) == [(0, 0), (0, 1)]
 
 
 def test_solo_entries_go_alone() -> None:

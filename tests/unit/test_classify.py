@@ -145,26 +145,54 @@ def test_entry_without_event_id_or_code_is_not_counted_as_accepted() -> None:
     assert placed["retry"] + placed["dead"] == [1]
 
 
-def test_fewer_results_and_no_failures_means_all_accepted() -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({}, id="200 {}"),
+        pytest.param({"FailedEntryCount": 0}, id="no Entries"),
+        pytest.param({"FailedEntryCount": 0, "Entries": []}, id="empty Entries"),
+        pytest.param(response(ok(), failed_count=0), id="fewer results, none failed"),
+        pytest.param(response(ok(), failed_count=1), id="fewer results, some failed"),
+        pytest.param(response(ok(), ok(), ok(), ok()), id="more results than entries"),
+        pytest.param({"FailedEntryCount": 0, "Entries": "yes"}, id="Entries not a list"),
+    ],
+)
+def test_an_answer_without_one_result_per_entry_is_a_failed_call(answer: dict[str, Any]) -> None:
+    # A proxy or a misrouted endpoint answering 200: nothing says any entry was accepted.
     items = batch(3)
-    outcome = classify_response(items, response(ok(), failed_count=0))
+    outcome = classify_response(items, answer)
 
-    assert outcome.accepted == items
-    assert outcome.label == "success"
-
-
-def test_fewer_results_with_failures_retries_everything() -> None:
-    items = batch(3)
-    outcome = classify_response(items, response(ok(), failed_count=1))
-
-    assert outcome.retry == [(item, "UnattributedFailure") for item in items]
     assert outcome.accepted == []
+    assert outcome.retry == [(item, "InvalidResponse") for item in items]
+    assert outcome.invalid_response
+    assert outcome.call_error == "InvalidResponse"
+    assert outcome.label == "invalid_response"
 
 
-def test_no_results_at_all_with_failures_retries_everything() -> None:
-    outcome = classify_response(batch(2), {"FailedEntryCount": 2})
+def test_a_result_that_is_not_an_object_is_retried() -> None:
+    outcome = classify_response(batch(2), {"FailedEntryCount": 0, "Entries": [ok(), "x"]})
 
-    assert kinds(outcome)["retry"] == [0, 1]
+    assert kinds(outcome)["accepted"] == [0]
+    assert kinds(outcome)["retry"] == [1]
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "NotAuthorizedForSourceException"])
+def test_a_refused_target_taken_from_the_record_is_that_records_dead_letter(code: str) -> None:
+    items = batch(2)
+    items[1].entry.record_target = True  # its source comes from the record's value
+    outcome = classify_response(items, response(ok(), failed(code)))
+
+    assert outcome.fatal is None
+    assert [(item, c) for item, c, _ in outcome.dead] == [(items[1], code)]
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "NotAuthorizedForSourceException"])
+def test_a_refused_constant_target_is_fatal(code: str) -> None:
+    outcome = classify_response(batch(2), response(ok(), failed(code)))
+
+    assert outcome.fatal is not None
+    assert outcome.fatal.code == code
+    assert outcome.dead == []
 
 
 # -- a failed call -----------------------------------------------------------------------

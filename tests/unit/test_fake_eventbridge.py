@@ -29,7 +29,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
-from kafka_eventbridge.testing.fake_eventbridge import (
+from kafka_eventbridge_testing.fake_eventbridge import (
     FAIL_MARKER,
     FakeEventBridge,
     FakeEventBridgeClient,

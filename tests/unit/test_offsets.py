@@ -151,15 +151,44 @@ def test_buffered_records_and_bytes() -> None:
     assert tracker.partitions == [OTHER]
 
 
-def test_rewind_restarts_tracking_from_the_earlier_offset() -> None:
-    tracker, epoch = tracker_with(TP, range(5, 7), size=10)
+def test_an_offset_below_what_was_seen_is_a_rewind() -> None:
+    tracker, _ = tracker_with(TP, range(5, 7))
+
+    assert tracker.rewinds(TP, 3)
+    assert tracker.rewinds(TP, 6)
+    assert not tracker.rewinds(TP, 7)
+    assert not tracker.rewinds(OTHER, 0)  # not assigned: nothing to rewind
+
+
+def test_assigning_again_starts_a_new_epoch_that_fences_the_old_one() -> None:
+    # A rewind is handled as a revoke plus an assign: the partition's earlier records
+    # (and their late results) belong to the old epoch and move nothing.
+    tracker, old = tracker_with(TP, range(5, 7), size=10)
     tracker.committed({TP: 5})
 
-    assert tracker.add(TP, 3, 10) == epoch
+    tracker.assign([TP])
+    new = tracker.add(TP, 3, 10)
+
+    assert new is not None and new != old
     assert (tracker.buffered_records, tracker.buffered_bytes) == (1, 10)
-    assert tracker.watermark(TP) == 3
+    assert not tracker.resolve(TP, 5, old)
+    assert not tracker.resolve(TP, 3, old)
     assert tracker.to_commit() == {TP: 3}
-    assert not tracker.resolve(TP, 5, epoch)
+    assert tracker.resolve(TP, 3, new)
+    assert tracker.to_commit() == {TP: 4}
+
+
+def test_only_confirmed_commits_count() -> None:
+    tracker, epoch = tracker_with(TP, range(3))
+    for offset in range(3):
+        tracker.resolve(TP, offset, epoch)
+
+    assert tracker.to_commit() == {TP: 3}
+    assert tracker.to_commit() == {TP: 3}  # not confirmed yet: asked again
+    assert tracker.uncommitted({TP: 3}) == {TP: 3}
+    tracker.committed({TP: 3})
+    assert tracker.to_commit() == {}
+    assert tracker.uncommitted({TP: 3}) == {}
 
 
 def test_committed_for_a_revoked_partition_is_ignored() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import boto3
@@ -27,7 +27,7 @@ from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion, Publisher, make_publisher
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Api, EventBridgeSettings, HttpClient
-from kafka_eventbridge.testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 
 SOURCE = "aws.partner/example.com/orders"
 PATHS = [HttpClient.CRT, HttpClient.BOTO3]
@@ -255,3 +255,28 @@ def test_endpoint_comes_from_botocore_resolution(monkeypatch: pytest.MonkeyPatch
     assert Endpoint.of(session.client("events"), "abcde.veo").url == (
         "https://abcde.veo.endpoint.events.amazonaws.com"
     )
+
+
+def test_a_batch_always_comes_back_even_when_classifying_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kafka_eventbridge import publisher as module
+
+    class Client:
+        def put_partner_events(self, **_: Any) -> dict[str, Any]:
+            raise RuntimeError("connection reset")
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("a classifier bug")
+
+    monkeypatch.setattr(module, "classify_exception", broken)
+    publisher = Publisher(cast(Any, Client()), Api.PARTNER, max_in_flight=1)
+    record = SourceRecord("orders", 0, 0, None, None, b"{}", [])
+    batch = Batch(("orders", 0), [Pending(entries()[0], record, epoch=1)])
+    publisher.submit(batch)
+
+    (completion,) = publisher.completions(timeout=10)
+    # The slot is free again and the entry is retried, not lost with its thread.
+    assert publisher.in_flight == 0
+    assert [code for _, code in completion.outcome.retry] == ["InternalError"]
+    publisher.close()

@@ -44,7 +44,7 @@ from kafka_eventbridge.settings import (
     load_mapping_settings,
     load_settings,
 )
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 SOURCE = "aws.partner/acme.com/orders"
 SECRET = "s3cret-Passw0rd"

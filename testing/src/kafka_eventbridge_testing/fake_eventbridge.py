@@ -13,7 +13,7 @@ answers errors as ``{"__type": code, "message": ...}``, which botocore turns int
 ``ClientError.response["Error"]["Code"]``.
 
 Every call must be signed: the stand-in verifies SigV4 (and SigV4a) itself, from the canonical
-request up (:mod:`kafka_eventbridge.testing.sigv4`), with the secrets it was given
+request up (:mod:`kafka_eventbridge_testing.sigv4`), with the secrets it was given
 (``credentials``, default ``DEFAULT_CREDENTIALS``), and answers ``403 InvalidSignatureException``
 to a wrong signature, ``UnrecognizedClientException`` to an unknown access key and
 ``400 InvalidSignatureException`` ("Signature expired") to a request signed more than 15 minutes
@@ -31,7 +31,7 @@ In process (a background thread)::
 
 In its own process (so a benchmark can give it its own core), driven over HTTP::
 
-    python -m kafka_eventbridge.testing.fake_eventbridge --port 0 --latency-ms 50
+    python -m kafka_eventbridge_testing.fake_eventbridge --port 0 --latency-ms 50
 
 prints the URL as its first stdout line; ``FakeEventBridgeProcess`` and ``FakeEventBridgeClient``
 wrap that. The control endpoints share the service port and are never subject to faults:
@@ -78,7 +78,7 @@ from typing import Any, Final, NamedTuple, Self, cast
 
 import orjson
 
-from kafka_eventbridge.testing import sigv4
+from kafka_eventbridge_testing import sigv4
 
 __all__ = [
     "DEFAULT_CREDENTIALS",
@@ -1376,7 +1376,7 @@ class FakeEventBridgeProcess:
         self._args = [
             sys.executable,
             "-m",
-            "kafka_eventbridge.testing.fake_eventbridge",
+            "kafka_eventbridge_testing.fake_eventbridge",
             "--port",
             "0",
             "--store",
@@ -1445,7 +1445,7 @@ def _credential_pair(text: str) -> tuple[str, str]:
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m kafka_eventbridge.testing.fake_eventbridge",
+        prog="python -m kafka_eventbridge_testing.fake_eventbridge",
         description="Fault-injecting EventBridge stand-in; prints its URL as the first line.",
     )
     add = parser.add_argument

@@ -3,6 +3,10 @@
 moto forwards events to the bus's rules; a rule with an SQS target is how a test or the demo
 sees the events that were accepted. Partner events land on the *default* bus (a rule on a
 bus whose name has slashes fails there).
+
+moto answers ``PutPartnerEvents`` with ``{"Entries": [], "FailedEntryCount": 0}``, where AWS
+returns one result per entry; the bridge rightly takes such an answer as a failed call.
+:func:`moto_server` wraps moto's handler so that the emulator answers as the service does.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -22,15 +28,24 @@ ACCOUNT = "123456789012"
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """moto's server on a free loopback port; yields its URL."""
+    from moto.events.responses import EventsHandler
     from moto.server import ThreadedMotoServer
+
+    moto_handler = EventsHandler.put_partner_events
+
+    def put_partner_events(handler: Any) -> str:
+        moto_handler(handler)  # delivers every entry, or raises
+        results = [{"EventId": str(uuid.uuid4())} for _ in handler._get_param("Entries")]
+        return json.dumps({"Entries": results, "FailedEntryCount": 0})
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with mock.patch.object(EventsHandler, "put_partner_events", put_partner_events):
+        server.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.stop()
 
 
 def client(service: str, url: str) -> Any:

@@ -1,4 +1,4 @@
-"""``kafka-eventbridge demo``: the bridge working end to end, on one machine, in a minute.
+"""``kafka-eventbridge-demo``: the bridge working end to end, on one machine, in a minute.
 
 It starts an embedded Kafka-compatible broker and moto's EventBridge emulator, produces
 sample orders (a few bad ones among them), runs the real bridge in this process, and
@@ -8,13 +8,14 @@ queue), dead letters with their reasons, committed offsets and some metrics.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -22,7 +23,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_eventbridge.app import Bridge
 from kafka_eventbridge.settings import load_settings
 from kafka_eventbridge.telemetry import Health, HttpServer, Metrics, configure_logging
-from kafka_eventbridge.testing import free_port
+from kafka_eventbridge_testing import free_port
 
 TOPIC = "demo.orders"
 GROUP = "kafka-eventbridge-demo"
@@ -102,8 +103,8 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 def run_demo(records: int = 300, keep_running: bool = False) -> int:
-    from kafka_eventbridge.testing.brokers import create_broker
-    from kafka_eventbridge.testing.moto import moto_server, partner_source
+    from kafka_eventbridge_testing.brokers import create_broker
+    from kafka_eventbridge_testing.moto import moto_server, partner_source
 
     print("kafka-eventbridge demo: embedded Kafka broker + moto EventBridge emulator")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -192,3 +193,17 @@ def _report(
     for line in text.splitlines():
         if line.startswith(wanted):
             print(f"  {line}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``kafka-eventbridge-demo`` console script (``make demo``)."""
+    parser = argparse.ArgumentParser(
+        prog="kafka-eventbridge-demo",
+        description="Start an embedded Kafka-compatible broker and a local EventBridge "
+        "emulator, produce sample records (a few bad ones among them), run the bridge and "
+        "print what happened.",
+    )
+    parser.add_argument("--records", type=int, default=300, help="sample records to produce")
+    parser.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
+    args = parser.parse_args(argv)
+    raise SystemExit(run_demo(records=args.records, keep_running=args.keep_running))

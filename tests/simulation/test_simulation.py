@@ -1,0 +1,221 @@
+"""The delivery guarantee, checked over thousands of seeded schedules of the real loop.
+
+``BRIDGE_SIM_SCHEDULES`` sets how many (default 2,000) and ``BRIDGE_SIM_SEED`` the first
+seed (default: a fresh random one, printed); a failure prints the command that replays it.
+The directed tests below drive the same world by hand, one defect each.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+
+import pytest
+
+from kafka_eventbridge.errors import FatalError
+from kafka_eventbridge.offsets import PartitionId
+from tests.simulation.mutants import MUTANTS
+from tests.simulation.world import (
+    FORBIDDEN,
+    NORMAL,
+    POISON,
+    Faults,
+    Simulation,
+    Violation,
+)
+
+SCHEDULES = int(os.environ.get("BRIDGE_SIM_SCHEDULES", "2000"))
+FIRST_SEED = int(os.environ.get("BRIDGE_SIM_SEED") or random.SystemRandom().randrange(10**9))
+MUTANT_BUDGET = 300  # schedules within which each planted bug must be caught
+
+TP: PartitionId = ("orders", 0)
+
+
+def test_random_schedules_keep_every_invariant() -> None:
+    print(f"\nsimulating {SCHEDULES} schedules from seed {FIRST_SEED} (BRIDGE_SIM_SEED)")
+    for seed in range(FIRST_SEED, FIRST_SEED + SCHEDULES):
+        Simulation(seed).run()  # raises Violation, with the replay command
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_the_simulator_catches_each_planted_bug(name: str) -> None:
+    with MUTANTS[name]():
+        for seed in range(FIRST_SEED, FIRST_SEED + MUTANT_BUDGET):
+            try:
+                Simulation(seed).run()
+            except Violation:
+                return
+    pytest.fail(f"{name} went unnoticed through {MUTANT_BUDGET} schedules from {FIRST_SEED}")
+
+
+# -- directed: one defect each ---------------------------------------------------------------
+
+
+def directed(
+    kinds: list[str], *, partitions: list[PartitionId] | None = None, **settings: str
+) -> Simulation:
+    env = {
+        "BRIDGE_ORDERING": "none",
+        "BRIDGE_MAX_BUFFERED_RECORDS": "1000",
+        "BRIDGE_COMMIT_INTERVAL_MS": "10",
+        "BRIDGE_RETRY_DEADLINE_SECONDS": "0",
+        "BRIDGE_MAX_IN_FLIGHT_REQUESTS": "4",
+        "BRIDGE_BATCH_MAX_ENTRIES": "10",
+        "BRIDGE_BATCH_LINGER_MS": "0",
+        "BRIDGE_CONSUME_BATCH_SIZE": "50",
+        "BRIDGE_RETRY_BACKOFF_INITIAL_MS": "5",
+        "BRIDGE_RETRY_BACKOFF_MAX_MS": "50",
+        "BRIDGE_REVOKE_TIMEOUT_SECONDS": "5",
+        "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "BRIDGE_INVALID_RESPONSE_TIMEOUT_SECONDS": "60",
+        "BRIDGE_MAX_ENTRIES_PER_SECOND": "0",
+        **settings,
+    }
+    records = {tp: list(kinds) for tp in (partitions or [TP])}
+    return Simulation(7, settings=env, records=records)
+
+
+def turns_until(sim: Simulation, done: Callable[[], bool], limit: int = 5000) -> None:
+    for _ in range(limit):
+        if done():
+            return
+        sim.turn()
+    pytest.fail("the condition was not reached")
+
+
+def test_200_without_results_is_retried_then_fatal_naming_the_endpoint() -> None:
+    sim = directed([NORMAL] * 5, BRIDGE_INVALID_RESPONSE_TIMEOUT_SECONDS="2")
+    sim.faults = Faults(call_failure=1.0, call_modes=("empty-200",))
+    bridge = sim.bridge
+    with pytest.raises(FatalError) as fatal:
+        for _ in range(100_000):
+            bridge.step()
+            sim.check_commits()
+    assert fatal.value.code == "InvalidResponse"
+    assert "https://events.sim" in fatal.value.message
+    assert sim.clock.now >= 2.0  # retried for the whole timeout first
+    assert sim.truth.committed.get(TP, 0) == 0
+    assert bridge.metrics.invalid_responses._value.get() > 1
+
+
+def test_a_failed_asynchronous_commit_is_retried_on_a_quiet_partition() -> None:
+    sim = directed([NORMAL] * 20)
+    sim.faults = Faults(commit_failure=1.0)
+    turns_until(sim, lambda: len(sim.truth.accepted[TP]) == 20 and sim.clock.now > 1.0)
+    assert sim.truth.committed.get(TP, 0) == 0  # nothing confirmed: nothing recorded
+    sim.faults = Faults.calm()  # no new records: only a retried commit can move it
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 20)
+
+
+def test_a_rewind_behind_a_retrying_record_restarts_from_that_record() -> None:
+    # 50 keeps failing, 51..99 are accepted; then the position goes back to 80.
+    sim = directed([NORMAL] * 100, BRIDGE_BATCH_MAX_ENTRIES="1")
+    sim.refused.add((TP, 50))
+    turns_until(sim, lambda: len(sim.truth.accepted[TP]) == 99)
+    assert sim.consumer is not None
+    sim.consumer.positions[TP] = 80
+    turns_until(sim, lambda: sim.consumer is not None and sim.consumer.positions[TP] == 100)
+    for _ in range(200):
+        sim.turn()  # every turn checks: nothing is committed past 50
+    assert sim.truth.committed.get(TP, 0) <= 50
+    assert sim.bridge.tracker.watermark(TP) == 50  # sought back to the unresolved record
+    sim.refused.clear()
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 100)
+
+
+def test_ordering_holds_a_throttled_entry_in_its_lane() -> None:
+    sim = directed([NORMAL] * 30, BRIDGE_ORDERING="partition", BRIDGE_BATCH_MAX_ENTRIES="3")
+    sim.refused.add((TP, 4))
+    turns_until(sim, lambda: sim.clock.now > 2.0)
+    # Nothing after 4 is accepted for good while 4 is refused (check_order runs on every
+    # acceptance); those behind it in its own request were sent again behind it.
+    assert sim.truth.last_accepted[(1, TP, 1)] == 3
+    sim.refused.clear()
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 30)
+    assert sim.truth.last_accepted[(1, TP, 1)] == 29
+
+
+def test_ordering_waits_for_the_previous_assignments_request() -> None:
+    sim = directed([NORMAL] * 30, BRIDGE_ORDERING="partition", BRIDGE_REVOKE_TIMEOUT_SECONDS="0")
+    sim.faults = Faults(latency=(1.0, 1.0))
+    turns_until(sim, lambda: sim.bridge.publisher.in_flight == 1)
+    assert sim.consumer is not None
+    sim.consumer.events.append(("revoke", [TP]))
+    sim.consumer.events.append(("assign", [TP]))
+    sim.faults = Faults.calm()
+    # A second request of the partition before the first returns raises Violation.
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 30)
+
+
+@pytest.mark.parametrize(
+    ("source", "fatal"),
+    [("'aws.partner/acme.com/sim'", True), ("value.source", False)],
+    ids=["constant source: fatal", "source from the record: dead letter"],
+)
+def test_a_refused_source_is_fatal_only_when_it_is_constant(source: str, fatal: bool) -> None:
+    sim = directed([NORMAL, FORBIDDEN, NORMAL], BRIDGE_MAP_SOURCE=source)
+    if fatal:
+        with pytest.raises(FatalError, match="NotAuthorizedForSourceException"):
+            for _ in range(1000):
+                sim.bridge.step()
+        return
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 3)
+    assert sim.truth.dead[TP] == {1}
+    assert sim.truth.accepted[TP] == {0, 2}
+
+
+def test_a_buffer_of_one_record_pauses_and_resumes() -> None:
+    sim = directed([NORMAL] * 10, BRIDGE_MAX_BUFFERED_RECORDS="1", BRIDGE_CONSUME_BATCH_SIZE="1")
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 10)
+
+
+def test_a_revoked_partitions_permanent_failure_is_not_dead_lettered() -> None:
+    sim = directed([POISON] + [NORMAL] * 3, BRIDGE_REVOKE_TIMEOUT_SECONDS="0")
+    sim.faults = Faults(latency=(1.0, 1.0))
+    turns_until(sim, lambda: sim.bridge.publisher.in_flight > 0)
+    assert sim.consumer is not None
+    sim.consumer.events.append(("revoke", [TP]))
+    turns_until(sim, lambda: sim.bridge.publisher.in_flight == 0)
+    # (SimDeadLetters.send raises Violation for a record of a revoked assignment.)
+    assert sim.truth.dead_decided[TP] == set()
+
+
+def test_draining_behind_the_rate_limit_waits_instead_of_spinning() -> None:
+    sim = directed(
+        [NORMAL] * 5,
+        BRIDGE_MAX_ENTRIES_PER_SECOND="1",
+        BRIDGE_BATCH_MAX_ENTRIES="1",
+        BRIDGE_SHUTDOWN_TIMEOUT_SECONDS="30",
+    )
+    sim.turn()
+    bridge, pumps = sim.bridge, 0
+    real_pump = bridge.pump
+
+    def pump(*args: object, **kwargs: object) -> None:
+        nonlocal pumps
+        pumps += 1
+        assert pumps < 1000, "the drain spins"
+        real_pump(*args, **kwargs)  # type: ignore[arg-type]
+
+    bridge.pump = pump  # type: ignore[method-assign]
+    bridge.stop()
+    bridge.shutdown()
+    # One entry a second: about one wake-up per entry sent, per completion, per commit.
+    assert len(sim.truth.accepted[TP]) == 5
+    assert sim.clock.now >= 4.0
+
+
+def test_topics_that_go_away_take_their_series_and_caches_with_them() -> None:
+    gone: PartitionId = ("payments", 0)
+    sim = directed([NORMAL] * 3, partitions=[TP, gone])
+    turns_until(sim, lambda: sim.truth.committed.get(gone) == 3)
+    bridge = sim.bridge
+    assert b'topic="payments"' in bridge.metrics.exposition()
+    assert sim.consumer is not None
+    sim.consumer.events.append(("revoke", [gone]))
+    sim.turn()
+    assert b'topic="payments"' not in bridge.metrics.exposition()
+    assert b'topic="orders"' in bridge.metrics.exposition()
+    assert "payments" not in bridge.mapper._by_topic
+    assert all(topic != "payments" for _, topic in bridge._counters)
