@@ -175,6 +175,7 @@ class CrtTransport:
         self._target = f"AWSEvents.{operation}"
         config = client.meta.config
         self._read_timeout = float(config.read_timeout)
+        self._connect_timeout = float(config.connect_timeout)
         self._pool_size = pool_size
         self._credentials = Credentials(credentials)
         parts = self.endpoint.parts
@@ -234,7 +235,8 @@ class CrtTransport:
             raise
 
     def _start(self, call: _Call) -> None:
-        call.deadline = time.monotonic() + self._read_timeout
+        # Until connected (TCP and TLS), the connect timeout applies; then the read timeout.
+        call.deadline = time.monotonic() + self._connect_timeout
         with self._lock:
             connection = None
             while self._idle and connection is None:
@@ -260,9 +262,15 @@ class CrtTransport:
 
     def _connected(self, call: _Call, future: Future[http.HttpClientConnection]) -> None:
         error = future.exception()
-        if error is not None:
-            with self._lock:
+        with self._lock:
+            expired = call.timed_out  # already reported as a connect timeout
+            if error is not None or expired:
                 self._open -= 1
+        if expired:
+            if error is None:
+                future.result().close()
+            return
+        if error is not None:
             call.error = error
             call.finished = time.perf_counter()
             self._done.put(call)
@@ -270,7 +278,9 @@ class CrtTransport:
         self._request(call, future.result())
 
     def _request(self, call: _Call, connection: http.HttpClientConnection) -> None:
-        call.connection = connection
+        call.deadline = time.monotonic() + self._read_timeout
+        with self._lock:  # _expire reads it under the lock
+            call.connection = connection
         try:
             self._credentials.current()  # raises NoCredentialsError et al. as botocore would
             headers = http.HttpHeaders(self._headers)
@@ -331,6 +341,8 @@ class CrtTransport:
             call = self._next(finished, deadline)
             if call is None:
                 return finished
+            if call not in self._active:
+                continue  # a late report of a call already answered (timed out meanwhile)
             result = self._outcome(call)
             if result is not None:
                 self._active.discard(call)
@@ -352,20 +364,31 @@ class CrtTransport:
         return None
 
     def _expire(self) -> None:
-        """Close the connection of a call that waited past the read timeout: awscrt then
-        finishes the call with an error, reported as botocore's ``ReadTimeoutError``."""
+        """Fail calls that waited past their timeout. Connected: close the connection, and
+        awscrt finishes the call with an error, reported as botocore's ``ReadTimeoutError``.
+        Still connecting (a TLS handshake that never ends): reported at once as
+        ``ConnectTimeoutError``; the connection, should it still come, is closed unused."""
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + _TIMEOUT_CHECK_SECONDS
         for call in self._active:
-            if call.deadline < now and call.connection is not None and not call.timed_out:
+            if call.deadline >= now or call.timed_out:
+                continue
+            with self._lock:
                 call.timed_out = True
-                call.connection.close()
+                connection = call.connection
+            if connection is not None:
+                connection.close()
+            else:
+                call.finished = time.perf_counter()
+                self._done.put(call)
 
     def _outcome(self, call: _Call) -> dict[str, Any] | Exception | None:
         """The call's result; None when it was sent again (clock skew)."""
         if call.timed_out:
+            if call.connection is None:
+                return ConnectTimeoutError(endpoint_url=self._url, error="TLS or TCP connect")
             return ReadTimeoutError(endpoint_url=self._url)
         if call.error is not None:
             return self._connection_error(call)

@@ -4,8 +4,10 @@ difference."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
@@ -27,6 +29,7 @@ from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion, Publisher, make_publisher
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Api, EventBridgeSettings, HttpClient
+from kafka_eventbridge_testing.brokers import make_tls_files
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 
 SOURCE = "aws.partner/example.com/orders"
@@ -234,6 +237,29 @@ def test_publisher_reports_each_entry_outcome(fake: FakeEventBridge, path: HttpC
     assert {code for _, code in outcome.retry} == {"ThrottlingException"}
     assert fake.stats().entries_accepted == len(outcome.accepted)
     pub.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_https_with_the_ca_bundle_of_aws_ca_bundle(
+    fake: FakeEventBridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: HttpClient
+) -> None:
+    """The default endpoint is HTTPS: TLS to the stand-in, trusting only AWS_CA_BUNDLE's CA."""
+    files = make_tls_files(tmp_path, hosts=("127.0.0.1",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.broker)
+    with FakeEventBridge(tls=context) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(files.ca))
+        pub = publisher(path)
+        assert len(publish(pub).outcome.accepted) == 3
+        pub.close()
+        monkeypatch.delenv("AWS_CA_BUNDLE")  # the system's trust store knows no such CA
+        pub = publisher(path, connect_timeout_seconds=1.0)
+        refused = publish(pub).outcome
+        assert refused.call_error and len(refused.retry) == 3  # retried, as botocore's SSLError
+        pub.close()
+        assert server.stats().entries_accepted == 3
 
 
 def test_endpoint_comes_from_botocore_resolution(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -867,6 +868,7 @@ class _Server:
         self.service = service
         self.s3 = _S3()
         self.credentials = dict(credentials)
+        self.tls: ssl.SSLContext | None = None
         self.control: Callable[[_Request], _Reply] = lambda _request: _json_reply({}, 404)
         self.host = host
         self.port = port
@@ -949,7 +951,12 @@ class _Server:
             return
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024
+            lambda: _Connection(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=self.tls,
         )
         self.port = self._listener.sockets[0].getsockname()[1]
 
@@ -1155,6 +1162,7 @@ class FakeEventBridge:
         max_request_bytes: int | None = None,
         region: str = "us-east-1",
         credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._recorder = _Recorder(StoreMode(store))
         self._service = _Service(
@@ -1165,6 +1173,7 @@ class FakeEventBridge:
             region,
         )
         self._server = _Server(self._service, host, port, credentials)
+        self._server.tls = tls  # serve HTTPS with this server context (url is then https://)
         self._server.control = _Control(self, self._server)
         self._faults_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1226,7 +1235,8 @@ class FakeEventBridge:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        scheme = "https" if self._server.tls is not None else "http"
+        return f"{scheme}://{self._server.host}:{self._server.port}"
 
     @property
     def port(self) -> int:
