@@ -188,7 +188,7 @@ class CrtTransport:
         self._loop = crt_io.EventLoopGroup(1)
         self._bootstrap = crt_io.ClientBootstrap(self._loop, crt_io.DefaultHostResolver(self._loop))
         self._socket = crt_io.SocketOptions()
-        self._socket.connect_timeout_ms = int(float(config.connect_timeout) * 1000)
+        self._socket.connect_timeout_ms = int(self._connect_timeout * 1000)
         self._socket.keep_alive = True
         self._tls = _tls(parts.scheme, self._host)
         self._proxy = _proxy(parts.scheme, self._host, getattr(config, "proxies", None))
@@ -223,6 +223,13 @@ class CrtTransport:
     @property
     def in_flight(self) -> int:
         return len(self._active)
+
+    @property
+    def connections(self) -> int:
+        """Connections open or opening: at most one per call in flight, and ``pool_size``
+        kept idle for the next calls."""
+        with self._lock:
+            return self._open
 
     def send(self, key: Any, body: bytes) -> None:
         """Start a call; its result comes out of ``results()`` with this key."""
@@ -325,10 +332,13 @@ class CrtTransport:
 
     def _release(self, connection: http.HttpClientConnection) -> None:
         with self._lock:
-            if connection.is_open():
+            keep = connection.is_open() and len(self._idle) < self._pool_size
+            if keep:
                 self._idle.append(connection)
             else:
                 self._open -= 1
+        if not keep:
+            connection.close()
 
     def results(self, timeout: float = 0.0) -> list[tuple[Any, dict[str, Any] | Exception, float]]:
         """Finished calls as (key, parsed 2xx answer or the exception botocore would raise,

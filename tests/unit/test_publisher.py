@@ -219,9 +219,11 @@ def test_credentials_are_refreshed_through_botocore(fake: FakeEventBridge) -> No
     pub = Publisher(client, Api.PARTNER, 2, transport=transport)
     fake.set_credentials(current)
     assert publish(pub).outcome.accepted
+    assert transport.connections == 1  # kept alive for the next call
     current = {"key-2": "secret-2"}  # rotated: key-1 is revoked
     fake.set_credentials(current)
     assert publish(pub).outcome.accepted
+    assert transport.connections == 1  # kept alive for the next call
     assert {"key-1", "key-2"} <= set(refreshed)
     assert fake.stats().entries_accepted == 6
     pub.close()
