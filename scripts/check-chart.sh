@@ -30,7 +30,7 @@ readonly kubeconform_version="v0.8.0"
 readonly kubernetes_validate_version="1.37.0"
 readonly keda_models_version="2.16.1.0"
 readonly prometheus_operator_models_version="0.80.1.0"
-readonly kube_min="${KUBE_MIN:-1.25.0}"
+readonly kube_min="${KUBE_MIN:-1.27.0}"
 readonly kube_max="${KUBE_MAX:-1.37.0}"
 
 readonly cache="${repo_root}/.cache"
@@ -199,8 +199,15 @@ check_refusals() {
   expect_failure "must exceed BRIDGE_SHUTDOWN_TIMEOUT_SECONDS" \
     --set terminationGracePeriodSeconds=30
   expect_failure "looks like a secret" --set config.BRIDGE_KAFKA_SASL_PASSWORD=hunter2
+  expect_failure "looks like a secret" \
+    --set-string 'config.BRIDGE_KAFKA_SASL_OAUTHBEARER_CONFIG=principal=bridge'
+  expect_failure "extraEnv BRIDGE_KAFKA_SASL_PASSWORD looks like a secret" \
+    --set 'extraEnv[0].name=BRIDGE_KAFKA_SASL_PASSWORD' --set 'extraEnv[0].value=hunter2'
+  expect_failure "secrets.env.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS" \
+    --set secrets.env.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS.name=s \
+    --set secrets.env.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS.key=k
   expect_failure "config.BRIDGE_KAFKA_TOPICS is required" --set config.BRIDGE_KAFKA_TOPICS=
-  expect_failure "needs resources.requests.cpu" --set autoscaling.enabled=true
+  expect_failure "needs resources.requests.cpu" --set autoscaling.enabled=true --set resources.requests=null
   expect_failure "set containerPort instead" --set config.BRIDGE_HTTP_PORT=9000
   expect_failure "additional properties 'replicas' not allowed" --set replicas=2
 
@@ -211,6 +218,45 @@ check_refusals() {
     --show-only templates/deployment.yaml)"
   [[ "${rendered}" == *"terminationGracePeriodSeconds: 65"* ]] \
     || die "terminationGracePeriodSeconds is not derived as drain + margin (expected 65)"
+  # ... wherever the timeout is set: extraEnv comes last in the container's env and wins.
+  rendered="$(render_deployment --set config.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS=50 \
+    --set 'extraEnv[0].name=BRIDGE_SHUTDOWN_TIMEOUT_SECONDS' --set-string 'extraEnv[0].value=100')"
+  [[ "${rendered}" == *"terminationGracePeriodSeconds: 115"* ]] \
+    || die "terminationGracePeriodSeconds does not follow BRIDGE_SHUTDOWN_TIMEOUT_SECONDS in extraEnv"
+
+  # The checksum covers every setting the pods read, not only the mapping routes.
+  local base changed name
+  base="$(render_deployment | grep 'checksum/config')"
+  for change in "config.BRIDGE_LOG_LEVEL=DEBUG" "extraEnv[0].name=X" "aws.region=eu-west-1" \
+    "mapping.existingConfigMap=orders-mapping" "secrets.envFrom[0]=creds"; do
+    changed="$(render_deployment --set "${change}" | grep 'checksum/config')"
+    [[ "${changed}" != "${base}" ]] || die "checksum/config does not change with ${change}"
+  done
+
+  # Defaults an on-call team relies on.
+  rendered="$(render_deployment)"
+  for expected in "maxSurge: 1" "maxUnavailable: 0" "startupProbe:" "memory: 512Mi"; do
+    [[ "${rendered}" == *"${expected}"* ]] || die "default Deployment lacks '${expected}'"
+  done
+  rendered="$("${bin}/helm" template kafka-eventbridge "${chart}" --kube-version "${kube_max}" \
+    -f "${chart}/ci/default-values.yaml" --set podDisruptionBudget.enabled=true \
+    --set keda.enabled=true --set partitions=6)"
+  for expected in "unhealthyPodEvictionPolicy: AlwaysAllow" "offsetResetPolicy: earliest" \
+    "stabilizationWindowSeconds: 600"; do
+    [[ "${rendered}" == *"${expected}"* ]] || die "default PDB/ScaledObject lacks '${expected}'"
+  done
+  name="$("${bin}/helm" template kafka-eventbridge "${chart}" --kube-version "${kube_max}" \
+    -f "${chart}/ci/default-values.yaml" --set prometheusRule.enabled=true \
+    --set prometheusRule.runbookBaseUrl=https://docs.example.com/kafka-eventbridge/ \
+    --show-only templates/prometheusrule.yaml)"
+  [[ "${name}" == *"runbook_url: https://docs.example.com/kafka-eventbridge/docs/runbook.md#kafkaeventbridgeabsent"* ]] \
+    || die "prometheusRule.runbookBaseUrl is not put in front of runbook_url"
+}
+
+# render_deployment HELM_ARGS...: the Deployment of the default values with these changes.
+render_deployment() {
+  "${bin}/helm" template kafka-eventbridge "${chart}" --kube-version "${kube_max}" \
+    -f "${chart}/ci/default-values.yaml" "$@" --show-only templates/deployment.yaml
 }
 
 main() {

@@ -8,7 +8,9 @@
 #      unit tests in config/prometheus-rules.test.yaml.
 #   3. config/grafana-dashboard.json: well-formed dashboard, every query valid PromQL
 #      (promtool checks them as recording rules, Grafana variables substituted).
-#   4. A real scrape of the daemon's /metrics (its HTTP server on a loopback port, fresh
+#   4. Every alert has a test that expects it to fire, and a runbook_url naming a section
+#      of docs/runbook.md that exists.
+#   5. A real scrape of the daemon's /metrics (its HTTP server on a loopback port, fresh
 #      registry): promtool check metrics lints it, and every kafka_eventbridge_* series the
 #      rules and the dashboard read must be in it.
 #
@@ -95,7 +97,7 @@ main() {
   fi
 
   log "dashboard structure, PromQL and metric names"
-  "${python}" - "${rules}" "${dashboard}" "${work}" <<'PY'
+  "${python}" - "${rules}" "${dashboard}" "${work}" "${rules_tests}" <<'PY'
 import json
 import re
 import sys
@@ -104,6 +106,7 @@ from pathlib import Path
 import yaml
 
 rules_path, dashboard_path, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+tests_path = sys.argv[4]
 problems = []
 rules = yaml.safe_load(Path(rules_path).read_text())
 
@@ -189,6 +192,32 @@ for name in sorted(used - exported):
 unused = sorted(n for n in exported - used if not n.endswith("_created"))
 if unused:
     print("note: exported but not shown anywhere:", ", ".join(unused), file=sys.stderr)
+
+# 4. Every alert is tested firing at least once, and links a runbook section that exists.
+tests = yaml.safe_load(Path(tests_path).read_text())
+fired = {
+    case["alertname"]
+    for test in tests["tests"]
+    for case in test.get("alert_rule_test", [])
+    if case.get("exp_alerts")
+}
+runbook = Path("docs/runbook.md").read_text()
+anchors = {
+    re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+    for heading in re.findall(r"^#+ (.+)$", runbook, re.M)
+}
+for group in rules["groups"]:
+    for rule in group["rules"]:
+        name = rule.get("alert")
+        if name is None:
+            continue
+        if name not in fired:
+            problems.append(f"{name}: no test in {tests_path} expects it to fire")
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        if not url.startswith("docs/runbook.md#"):
+            problems.append(f"{name}: runbook_url must be docs/runbook.md#<section>, got {url!r}")
+        elif url.split("#", 1)[1] not in anchors:
+            problems.append(f"{name}: docs/runbook.md has no section #{url.split('#', 1)[1]}")
 
 if problems:
     sys.exit("check-rules:\n  " + "\n  ".join(problems))

@@ -21,7 +21,8 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from kafka_eventbridge.consumer import KafkaConsumer, consumer_config
 from kafka_eventbridge.deadletter import DeadLetterProducer, producer_config
 from kafka_eventbridge.errors import FatalError, RecordError, Stage
 from kafka_eventbridge.guard import DeadLetterGuard
+from kafka_eventbridge.lag import LagMonitor, WatermarkAge
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offload import OffloadPolicy, Uploader
 from kafka_eventbridge.offsets import OffsetTracker, PartitionId
@@ -44,7 +46,7 @@ from kafka_eventbridge.publisher import (
     make_publisher,
     make_s3_client,
 )
-from kafka_eventbridge.ratelimit import RateLimiter
+from kafka_eventbridge.ratelimit import RateLimiter, group_share
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Ordering, Settings
@@ -56,7 +58,6 @@ IDLE_WAIT = 0.1  # longest a loop turn waits for records or results
 BUSY_WAIT = 0.05  # longest it waits on completions while records may be arriving
 DRAIN_POLL = 0.05  # how often a drain serves dead-letter delivery reports
 SYNC_COMMIT_ATTEMPTS = 3
-LAG_INTERVAL = 5.0
 ORDER_KEPT = "OrderKept"  # retry reason: accepted, sent again behind an earlier failed entry
 
 
@@ -74,7 +75,7 @@ class _Token:
     stage: Stage
 
 
-def build_mapper(settings: Settings) -> Mapper:
+def build_mapper(settings: Settings, on_registry_error: Callable[[], None] | None = None) -> Mapper:
     routes = load_routes(settings.mapping, settings.eventbridge.api, settings.kafka.topics)
     return Mapper(
         routes,
@@ -83,7 +84,7 @@ def build_mapper(settings: Settings) -> Mapper:
         value_format=settings.mapping.value_format,
         tombstones=settings.mapping.tombstones,
         event_bus=settings.eventbridge.event_bus or "default",
-        **build_decoders(settings.mapping),
+        **build_decoders(settings.mapping, on_registry_error),
         offload=offload_policy(settings),
     )
 
@@ -95,14 +96,21 @@ def offload_policy(settings: Settings) -> OffloadPolicy | None:
     return OffloadPolicy(offload.bucket, offload.prefix, offload.field)
 
 
-def connect(settings: Settings, client: EventBridgeClient | None = None) -> Connections:
-    """The real peers: confluent-kafka's consumer and producer, the HTTP publisher."""
+def connect(
+    settings: Settings, client: EventBridgeClient | None = None, metrics: Metrics | None = None
+) -> Connections:
+    """The real peers: confluent-kafka's consumer and producer, the HTTP publisher, and the
+    brokers' view of the group's lag."""
     pipeline = settings.pipeline
     kafka = consumer_config(settings.kafka, settings.kafka_properties.values)
+    metrics = metrics or Metrics()
 
     def publisher() -> Publisher:
         uploader = (
-            Uploader(make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests))
+            Uploader(
+                make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests),
+                lambda: metrics.dependency_error("s3_offload"),
+            )
             if settings.offload.bucket
             else None
         )
@@ -116,10 +124,23 @@ def connect(settings: Settings, client: EventBridgeClient | None = None) -> Conn
             kafka, settings.kafka.topics, listener, on_commit
         ),
         dead_letters=lambda on_delivered, on_wait: DeadLetterProducer(
-            producer_config(kafka), settings.dlq_topic, on_delivered, on_wait
+            producer_config(kafka),
+            settings.dlq_topic,
+            on_delivered,
+            on_wait,
+            lambda: metrics.dependency_error("dead_letter_producer"),
         ),
         publisher=publisher,
         clock=SystemClock(),
+        lag=lambda consumer: LagMonitor(
+            kafka,
+            group=settings.kafka.group_id,
+            topics=settings.kafka.topics,
+            metrics=metrics,
+            interval=settings.telemetry.lag_interval_seconds,
+            assignment=lambda: tuple(consumer.assignment),
+            high_watermark=consumer.high_watermark,
+        ),
     )
 
 
@@ -140,7 +161,8 @@ class Bridge:
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
-        self.mapper = build_mapper(settings)
+        self.metrics.bind(self.health)
+        self.mapper = build_mapper(settings, self._registry_error)
         self.tracker = OffsetTracker()
         self.batcher = Batcher(
             max_entries=settings.batch_max_entries,
@@ -155,19 +177,22 @@ class Bridge:
             rng or random.Random(),
         )
         self.guard = DeadLetterGuard(pipeline.dlq_max_ratio, pipeline.dlq_ratio_window)
-        self.limiter = RateLimiter(pipeline.max_entries_per_second)
-        peers = connections or connect(settings, client)
+        budget, cap = pipeline.group_max_entries_per_second, pipeline.max_entries_per_second
+        self.limiter = RateLimiter(group_share(budget, 0, None, cap))
+        peers = connections or connect(settings, client, self.metrics)
         self.clock = peers.clock
         self.consumer = peers.consumer(self, self._commit_result)
         self.dead_letters = peers.dead_letters(self._dead_letter_delivered, self.health.beat)
         self.publisher = peers.publisher()
+        self.lag = peers.lag(self.consumer) if peers.lag is not None else None
+        self.ages = WatermarkAge()
         self.phase = Phase.RUNNING
         self.fatal: FatalError | None = None
         self.backpressure = False  # over the buffer bound, until below half of it
         self.paused: set[PartitionId] = set()  # the partitions it paused
         self._seeking: set[PartitionId] = set()  # rewound in this turn: drop what was fetched
         self._invalid_since: float | None = None
-        self._last_commit = self._last_lag = float("-inf")
+        self._last_commit = float("-inf")
         self._counters: dict[tuple[int, str], Any] = {}
         self._tallies: dict[tuple[int, str], int] = {}
 
@@ -190,11 +215,15 @@ class Bridge:
     def start(self) -> None:
         self.dead_letters.check_topic()
         self.consumer.subscribe()
+        if self.lag is not None:
+            self.lag.start()
+        self.health.start_done()
 
     def stop(self) -> None:
         """Ask the loop to drain and exit (from a signal handler)."""
         if self.phase is Phase.RUNNING:
             self.phase = Phase.STOPPING
+        self.health.shutting_down()
 
     def step(self) -> None:
         """One turn: take records, publish what is due, settle results, commit, observe."""
@@ -221,7 +250,7 @@ class Bridge:
     def shutdown(self) -> None:
         """Drain what is buffered, within the shutdown timeout, and commit."""
         timeout = self.settings.pipeline.shutdown_timeout_seconds
-        self.drain(self.tracker.partitions, timeout)
+        self.drain(self.tracker.partitions, timeout, reason="shutdown")
         self.commit(wait=True)
         log.info("stopped", extra={"unresolved": self.tracker.unresolved()})
 
@@ -298,6 +327,9 @@ class Bridge:
             return False
         return True
 
+    def _registry_error(self) -> None:
+        self.metrics.dependency_error("schema_registry")
+
     def _count(self, counter: Any, topic: str) -> None:
         """Tally per record; :meth:`_flush_counts` adds the tallies once per loop turn (a
         labelled counter's ``inc`` takes a lock, which showed in profiles at two per record)."""
@@ -353,13 +385,17 @@ class Bridge:
         outcome = completion.outcome
         self.batcher.release(completion.batch)
         self.metrics.publish_requests.labels(outcome=outcome.label).inc()
-        self.metrics.publish_duration.observe(completion.duration)
+        self.metrics.publish_duration.labels(outcome=outcome.label).observe(completion.duration)
         self._judge_response(outcome.invalid_response, now)
         accepted, retry = outcome.accepted, outcome.retry
         if self.batcher.ordered and retry:
             accepted, retry = _keep_order(completion.batch, accepted, retry)
+        wall = time.time()
         for item in accepted:
             self._count(self.metrics.entries_published, item.record.topic)
+            if item.record.timestamp is not None:
+                latency = max(wall - item.record.timestamp / 1000, 0.0)
+                self.metrics.end_to_end_latency.observe(latency)
             self.resolve(item.record, item.epoch)
         if outcome.fatal is not None:
             raise outcome.fatal
@@ -524,7 +560,8 @@ class Bridge:
 
     def partitions_assigned(self, partitions: list[PartitionId]) -> None:
         self.tracker.assign(partitions)
-        self.health.assigned = True
+        self.health.joined()
+        self.metrics.topics_assigned({topic for topic, _ in partitions})
         self.metrics.rebalances.labels(event="assigned").inc()
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
         if self.backpressure and partitions:
@@ -545,6 +582,7 @@ class Bridge:
     def partitions_lost(self, partitions: list[PartitionId]) -> None:
         self.metrics.rebalances.labels(event="lost").inc()
         log.warning("partitions lost", extra={"partitions": _names(partitions)})
+        self.health.left_group()
         self.forget(partitions)
 
     def forget(self, partitions: list[PartitionId], *, keep_metrics: bool = False) -> None:
@@ -568,7 +606,7 @@ class Bridge:
                 del self._counters[key]
             self.metrics.forget_topic(topic)
 
-    def drain(self, partitions: list[PartitionId], timeout: float) -> None:
+    def drain(self, partitions: list[PartitionId], timeout: float, reason: str = "revoke") -> None:
         """Publish and settle what these partitions hold, for at most ``timeout`` seconds."""
         deadline = self.clock.monotonic() + timeout
         while self.tracker.unresolved(partitions):
@@ -587,6 +625,7 @@ class Bridge:
             self.health.beat()
         left = self.tracker.unresolved(partitions)
         if left:
+            self.metrics.records_abandoned.labels(reason=reason).inc(left)
             log.warning(
                 "drain timed out; unresolved records will be redelivered",
                 extra={"unresolved": left},
@@ -601,20 +640,30 @@ class Bridge:
         m.in_flight_requests.set(self.publisher.in_flight)
         m.backpressure_paused.set(1 if self.backpressure else 0)
         m.assigned_partitions.set(len(self.consumer.assignment))
-        ready, _ = self.health.ready()
-        m.ready.set(1 if ready else 0)
         self.health.beat()
-        if now - self._last_lag >= LAG_INTERVAL:
-            self._last_lag = now
-            for tp in list(self.consumer.assignment):
-                lag = self.consumer.lag(tp, self.tracker.watermark(tp))
-                if lag is not None:
-                    m.consumer_lag.labels(topic=tp[0], partition=str(tp[1])).set(lag)
+        if self.lag is not None:
+            self.lag.sample(now)
+        if self.ages.due(now):
+            m.oldest_unresolved_age.set(self.ages.of_tracker(now, self.tracker))
+        self._share_rate_budget(now)
+        m.rate_limit.set(self.limiter.rate)
+        m.rate_limit_wait.inc(self.limiter.take_waited(now))
+
+    def _share_rate_budget(self, now: float) -> None:
+        """This replica's share of BRIDGE_GROUP_MAX_ENTRIES_PER_SECOND, by its partitions."""
+        pipeline = self.settings.pipeline
+        if pipeline.group_max_entries_per_second:
+            share = group_share(
+                pipeline.group_max_entries_per_second,
+                len(self.consumer.assignment),
+                self.lag.group_partitions if self.lag is not None else None,
+                pipeline.max_entries_per_second,
+            )
+            self.limiter.set_rate(share, now)
 
     def fail(self, exc: FatalError) -> None:
         self.fatal = exc
-        self.health.fatal = exc.code
-        self.metrics.ready.set(0)
+        self.health.failed(exc.code)
         log.error(
             "fatal: %s: %s", exc.code, exc.message, extra={"unresolved": self.tracker.unresolved()}
         )
@@ -627,6 +676,8 @@ class Bridge:
 
     def close(self) -> None:
         self.phase = Phase.CLOSING
+        if self.lag is not None:
+            self.lag.stop()
         try:
             self.consumer.close()
         except Exception:

@@ -216,22 +216,14 @@ class KafkaConsumer:
         """Fetch the partition again from ``offset`` (the records after it are redelivered)."""
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
 
-    def lag(self, tp: PartitionId, position: int | None) -> int | None:
-        """Records after ``position``, from the high watermark of the latest fetch.
-
-        The cached high watermark comes with every fetch response, so this costs no
-        broker round trip (and does not depend on ListOffsets).
-        """
+    def high_watermark(self, tp: PartitionId) -> int | None:
+        """The high watermark carried by the latest fetch response (no broker round trip;
+        frozen while the partition is paused). From the loop's thread only."""
         try:
             _low, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
         except KafkaException:
             return None
-        if high < 0:
-            return None
-        if position is None:
-            (current,) = self._consumer.position([TopicPartition(*tp)])
-            position = current.offset if current.offset >= 0 else None
-        return None if position is None else max(high - position, 0)
+        return high if high >= 0 else None
 
     def close(self) -> None:
         self._consumer.close()

@@ -38,7 +38,7 @@ PRODUCER_TUNING = {
 }
 
 # Consumer-only properties the producer would warn about at every start.
-_CONSUMER_ONLY = (
+CONSUMER_ONLY = (
     "group.",
     "session.timeout.ms",
     "heartbeat.interval.ms",
@@ -63,7 +63,7 @@ def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     ``ssl.*``, ``sasl.*``, ``enable.ssl.certificate.verification``) and the MSK IAM token
     callback, so the producer authenticates exactly as the consumer does.
     """
-    config = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
+    config = {k: v for k, v in kafka.items() if not k.startswith(CONSUMER_ONLY)}
     return {**PRODUCER_TUNING, **config, **PRODUCER_DEFAULTS}
 
 
@@ -93,10 +93,12 @@ class DeadLetterProducer:
         topic: str,
         on_delivered: Delivered,
         on_wait: Callable[[], None] = lambda: None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self.topic = topic
         self.on_delivered = on_delivered
         self.on_wait = on_wait  # called while a full local queue holds a dead letter back
+        self.on_error = on_error
         self.pending = 0
         self.fatal: FatalError | None = None
         self._producer = Producer(
@@ -142,6 +144,7 @@ class DeadLetterProducer:
         def report(err: KafkaError | None, _msg: object) -> None:
             self.pending -= 1
             if err is not None:
+                self._count_error()
                 self._fail(err)
             else:
                 self.on_delivered(record, token)
@@ -187,7 +190,12 @@ class DeadLetterProducer:
                 f"cannot write to dead-letter topic {self.topic!r}: {err.str()}{where}",
             )
 
+    def _count_error(self) -> None:
+        if self.on_error is not None:
+            self.on_error()
+
     def _on_error(self, err: KafkaError) -> None:
+        self._count_error()
         if kafka_auth.is_security_failure(err):
             # Not the topic's fault: the producer cannot log in (or is not allowed).
             self.fatal = self.fatal or kafka_auth.fatal_error(err, "dead-letter producer")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,13 +105,19 @@ def _walk(document: Any, path: str) -> tuple[dict[str, Any] | None, str]:
 class Uploader:
     """Puts planned objects in S3 (one shared, thread-safe boto3 client)."""
 
-    def __init__(self, client: S3Client) -> None:
+    def __init__(self, client: S3Client, on_error: Callable[[], None] | None = None) -> None:
         self.client = client
+        self.on_error = on_error
 
     def put(self, upload: Upload) -> None:
-        self.client.put_object(
-            Bucket=upload.bucket,
-            Key=upload.key,
-            Body=upload.body,
-            ContentType="application/json",
-        )
+        try:
+            self.client.put_object(
+                Bucket=upload.bucket,
+                Key=upload.key,
+                Body=upload.body,
+                ContentType="application/json",
+            )
+        except Exception:
+            if self.on_error is not None:
+                self.on_error()  # counted here; the publisher's retry rules decide the rest
+            raise

@@ -75,7 +75,9 @@ class Consumer(Protocol):
     def seek(self, tp: PartitionId, offset: int) -> None:
         """Fetch the partition again from ``offset``."""
 
-    def lag(self, tp: PartitionId, position: int | None) -> int | None: ...
+    def high_watermark(self, tp: PartitionId) -> int | None:
+        """The high watermark of the partition's latest fetch (None: not known)."""
+
     def close(self) -> None: ...
 
 
@@ -121,6 +123,19 @@ class DeadLetters(Protocol):
 DeadLetterDelivered = Callable[[SourceRecord, Any], None]
 
 
+class LagReader(Protocol):
+    """Reads the group's lag from the brokers off the loop's thread (lag.LagMonitor)."""
+
+    group_partitions: int | None  # partitions of the subscribed topics, once known
+
+    def start(self) -> None: ...
+
+    def sample(self, now: float) -> None:
+        """On the loop's thread: hand over the assignment and the fetch high watermarks."""
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Connections:
     """How the loop gets its peers: each factory receives the loop's callbacks."""
@@ -129,3 +144,5 @@ class Connections:
     dead_letters: Callable[[DeadLetterDelivered, Callable[[], None]], DeadLetters]
     publisher: Callable[[], Publisher]
     clock: Clock
+    # The brokers' view of the lag, given the consumer; None where there are no brokers.
+    lag: Callable[[Consumer], LagReader] | None = None

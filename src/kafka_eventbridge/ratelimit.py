@@ -6,6 +6,12 @@ region). A batch may start when the bucket holds at least one token; it then tak
 tokens as it has entries, so the bucket can go briefly into debt by less than one batch and
 the average rate is exact.
 
+The rate can change while running (:meth:`RateLimiter.set_rate`): a budget for the whole
+consumer group is shared by the replicas in proportion to the partitions each owns
+(:func:`group_share`), so it stays right as replicas come and go. The time batches spend
+waiting for tokens is accumulated (:meth:`RateLimiter.take_waited`), to tell
+self-throttling from the service's throttling.
+
 Pure: the caller passes the clock in.
 """
 
@@ -22,6 +28,8 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(rate, 1.0)
         self._tokens = self.burst
         self._updated: float | None = None
+        self._blocked_since: float | None = None
+        self._waited = 0.0
 
     @property
     def unlimited(self) -> bool:
@@ -33,11 +41,37 @@ class RateLimiter:
         self._updated = now
 
     def ready(self, now: float) -> bool:
-        """May a batch start now?"""
+        """May a batch start now? A "no" starts a wait that the next "yes" ends."""
         if self.unlimited:
             return True
         self._refill(now)
-        return self._tokens >= 1 - _EPSILON
+        if self._tokens >= 1 - _EPSILON:
+            if self._blocked_since is not None:
+                self._waited += now - self._blocked_since
+                self._blocked_since = None
+            return True
+        if self._blocked_since is None:
+            self._blocked_since = now
+        return False
+
+    def take_waited(self, now: float) -> float:
+        """Seconds spent waiting for tokens since the last call (a wait in progress counts
+        up to ``now``)."""
+        waited = self._waited
+        if self._blocked_since is not None:
+            waited += now - self._blocked_since
+            self._blocked_since = now
+        self._waited = 0.0
+        return waited
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Change the rate from ``now`` on; tokens earned so far keep the old rate."""
+        if rate == self.rate:
+            return
+        self._refill(now)
+        self.rate = rate
+        self.burst = max(rate, 1.0)
+        self._tokens = min(self._tokens, self.burst)
 
     def spend(self, entries: int, now: float) -> None:
         if self.unlimited:
@@ -53,3 +87,15 @@ class RateLimiter:
         if self._tokens >= 1 - _EPSILON:
             return None
         return now + (1 - self._tokens) / self.rate
+
+
+def group_share(budget: float, assigned: int, total: int | None, process_cap: float = 0.0) -> float:
+    """This replica's part of a group-wide ``budget``: in proportion to the partitions it
+    owns out of ``total`` (the partitions of the subscribed topics; None while unknown,
+    then the whole budget). Never zero, which would mean no limit; never above a
+    per-process cap when one is set. Without a budget, the per-process cap (0: none)."""
+    if budget <= 0:
+        return process_cap
+    share = budget if not total else budget * min(assigned, total) / total
+    rate = max(share, 1.0)
+    return min(rate, process_cap) if process_cap > 0 else rate

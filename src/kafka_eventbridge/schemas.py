@@ -69,13 +69,20 @@ class Decoders(TypedDict):
     key_decoder: RecordDecoder | None
 
 
-def build_decoders(settings: MappingSettings) -> Decoders:
-    """The decoders the mapping settings ask for; None keeps the built-in decoding."""
+def build_decoders(
+    settings: MappingSettings, on_registry_error: Callable[[], None] | None = None
+) -> Decoders:
+    """The decoders the mapping settings ask for; None keeps the built-in decoding.
+    ``on_registry_error`` is called for each registry failure that is not the record's."""
     value = settings.value_format
     key = settings.key_format
+
+    def registry(fmt: ValueFormat, field: str) -> RegistryDecoder:
+        return RegistryDecoder(fmt, field, settings, on_registry_error)
+
     return Decoders(
-        value_decoder=RegistryDecoder(value, "value", settings) if value.uses_registry else None,
-        key_decoder=RegistryDecoder(key, "key", settings) if key.uses_registry else _key(key),
+        value_decoder=registry(value, "value") if value.uses_registry else None,
+        key_decoder=registry(key, "key") if key.uses_registry else _key(key),
     )
 
 
@@ -155,7 +162,14 @@ def _import(module: str) -> Any:
 class RegistryDecoder:
     """Decodes keys or values in one Schema Registry format into plain JSON-compatible data."""
 
-    def __init__(self, fmt: ValueFormat, field: str, settings: MappingSettings) -> None:
+    def __init__(
+        self,
+        fmt: ValueFormat,
+        field: str,
+        settings: MappingSettings,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self._on_error = on_error
         serialization = _import("confluent_kafka.serialization")
         self.format = fmt
         self.field = field
@@ -183,8 +197,12 @@ class RegistryDecoder:
         try:
             decoded = self._deserialize(data, context)
         except self._registry_error as exc:
-            raise self._lookup_failed(exc) from None
+            failure = self._lookup_failed(exc)
+            if isinstance(failure, FatalError):
+                self._count_error()
+            raise failure from None
         except self._transport_error as exc:
+            self._count_error()
             raise FatalError(
                 "SchemaRegistryUnavailable",
                 f"cannot reach the Schema Registry after {self._retries} retries "
@@ -200,6 +218,10 @@ class RegistryDecoder:
                 f"{self.field} does not decode with its {self.format.value} schema: {_reason(exc)}",
             ) from None
         return self._to_plain(decoded)
+
+    def _count_error(self) -> None:
+        if self._on_error is not None:
+            self._on_error()
 
     def _id_in_headers(self, record: SourceRecord) -> bool:
         return any(name == self._header for name, _ in record.headers)

@@ -197,6 +197,7 @@ class PipelineSettings(_Group):
     ordering: Ordering = Ordering.NONE
     commit_interval_ms: int = Field(default=1000, ge=0, le=600_000)
     max_entries_per_second: float = Field(default=0.0, ge=0)
+    group_max_entries_per_second: float = Field(default=0.0, ge=0)
     retry_backoff_initial_ms: int = Field(default=100, ge=1)
     retry_backoff_max_ms: int = Field(default=20_000, ge=1)
     retry_deadline_seconds: float = Field(default=0.0, ge=0)
@@ -214,6 +215,7 @@ class TelemetrySettings(_Group):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_stall_seconds: float = Field(default=60.0, gt=0)
+    lag_interval_seconds: float = Field(default=10.0, ge=1, le=3600)
 
     _upper_level = field_validator("log_level", mode="before")(
         lambda value: value.upper() if isinstance(value, str) else value

@@ -1,9 +1,21 @@
 """Telemetry: every metric, the HTTP endpoints, and logging, in one place.
 
 Metrics follow Prometheus naming (prefix ``kafka_eventbridge_``, ``_total`` counters,
-``_seconds`` and ``_bytes`` base units). ``/healthz`` fails when the main loop has not
-turned for ``BRIDGE_HEALTH_STALL_SECONDS``; ``/readyz`` fails until the first partition
-assignment arrives, and after a fatal error.
+``_seconds`` and ``_bytes`` base units). Labelled counters are created at zero for every
+label value known in advance (error codes, stages, outcomes), so that ``increase()`` sees
+the first burst instead of a series that appears already at its first value. The standard
+process, platform and garbage-collector collectors are registered too: memory, CPU and
+file descriptors are part of what an operator watches on a bounded-memory daemon.
+
+Probes (:class:`Health`), as Kubernetes reads them:
+
+* ``/healthz`` (liveness and start-up): fails while the bridge is still starting (settings,
+  credentials, dead-letter topic, subscription), then whenever the main loop has not turned
+  for ``BRIDGE_HEALTH_STALL_SECONDS``. The chart's ``startupProbe`` covers the start-up, so a
+  slow start (an MSK IAM token, a Schema Registry, topic checks) is not killed by liveness.
+* ``/readyz``: ready when started, a member of the consumer group (the first assignment
+  callback, empty or not: a standby replica is healthy capacity), not shutting down and not
+  fatal. Partitions are not part of it: ``assigned_partitions`` says how many there are.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -25,10 +38,36 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from kafka_eventbridge import __version__
+from kafka_eventbridge.classify import CALL_CODES, ENTRY_CODES, Kind
+from kafka_eventbridge.errors import Stage
 
 PREFIX = "kafka_eventbridge"
+
+# Label values known before the first event, created at zero (see the module docstring).
+PUBLISH_OUTCOMES = ("success", "partial_failure", "error", "invalid_response")
+COMMIT_RESULTS = ("success", "failure")
+REBALANCE_EVENTS = ("assigned", "revoked", "lost", "rewound")
+RETRY_REASONS = tuple(
+    sorted(
+        {c for c, k in ENTRY_CODES.items() if k is Kind.RETRYABLE}
+        | {c for c, k in CALL_CODES.items() if k is Kind.RETRYABLE}
+        | {"OrderKept"}  # accepted, sent again behind an earlier failed entry (ordered mode)
+    )
+)
+ENTRY_FAILURE_CODES = tuple(sorted(c for c, k in ENTRY_CODES.items() if k is not Kind.FATAL))
+# Peers besides Kafka and EventBridge whose failures an operator must see before they turn
+# fatal or stall delivery.
+DEPENDENCIES = ("s3_offload", "schema_registry", "dead_letter_producer")
+# Why records were abandoned unresolved (redelivered to the next owner).
+ABANDON_REASONS = ("shutdown", "revoke")
+
+# Record timestamp to accepted: from milliseconds (a live stream) to hours (a backlog).
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 class Metrics:
@@ -43,6 +82,11 @@ class Metrics:
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
             return Gauge(f"{PREFIX}_{name}", doc, labels, registry=r)
+
+        # The collectors prometheus_client registers in its default registry, here too.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
         self.records_consumed = counter(
             "records_consumed", "Records consumed from Kafka.", ("topic",)
@@ -71,9 +115,48 @@ class Metrics:
         self.rebalances = counter("rebalances", "Partition assignment changes.", ("event",))
         self.publish_duration = Histogram(
             f"{PREFIX}_publish_duration_seconds",
-            "Duration of publish calls.",
+            "Duration of publish calls, by outcome.",
+            ("outcome",),
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            f"{PREFIX}_end_to_end_latency_seconds",
+            "From the record's Kafka timestamp to EventBridge accepting its entry.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.oldest_unresolved_age = gauge(
+            "oldest_unresolved_age_seconds",
+            "Seconds the oldest unresolved record has held back its partition's commit "
+            "position (0 when nothing is unresolved).",
+        )
+        self.rate_limit_wait = counter(
+            "rate_limit_wait_seconds",
+            "Seconds batches waited for the client-side rate limit (self-throttling).",
+        )
+        self.rate_limit = gauge(
+            "rate_limit_entries_per_second",
+            "Entries per second this process may send (0: no limit).",
+        )
+        self.dependency_errors = counter(
+            "dependency_errors",
+            "Failed calls to the S3 offload bucket, the Schema Registry and the "
+            "dead-letter producer's brokers.",
+            ("dependency",),
+        )
+        self.records_abandoned = counter(
+            "records_abandoned",
+            "Records left unresolved when a drain timed out (redelivered to the next owner).",
+            ("reason",),
+        )
+        self.lag_refresh_errors = counter(
+            "consumer_lag_refresh_errors",
+            "Failed reads of committed or end offsets from the brokers.",
+        )
+        self.lag_last_refresh = gauge(
+            "consumer_lag_last_refresh_timestamp_seconds",
+            "When consumer_lag_records was last read from the brokers (Unix time).",
         )
         self.batch_entries = Histogram(
             f"{PREFIX}_batch_entries",
@@ -92,7 +175,8 @@ class Metrics:
         self.in_flight_requests = gauge("in_flight_requests", "Publish calls in flight.")
         self.consumer_lag = gauge(
             "consumer_lag_records",
-            "Records between the committed position and the partition's end.",
+            "Records between the group's committed offset and the partition's log end "
+            "offset, read from the brokers.",
             ("topic", "partition"),
         )
         self.backpressure_paused = gauge(
@@ -101,9 +185,45 @@ class Metrics:
         self.assigned_partitions = gauge(
             "assigned_partitions", "Partitions assigned to this bridge."
         )
-        self.ready = gauge("ready", "1 when the bridge is assigned and healthy.")
+        self.ready = gauge(
+            "ready", "1 when started, in its consumer group, not stopping and not fatal."
+        )
         self.build_info = gauge("build_info", "Version of the bridge.", ("version",))
         self.build_info.labels(version=__version__).set(1)
+        self._initialise_labels()
+
+    def _initialise_labels(self) -> None:
+        for outcome in PUBLISH_OUTCOMES:
+            self.publish_requests.labels(outcome=outcome)
+            self.publish_duration.labels(outcome=outcome)
+        for result in COMMIT_RESULTS:
+            self.commits.labels(result=result)
+        for event in REBALANCE_EVENTS:
+            self.rebalances.labels(event=event)
+        for stage in Stage:
+            self.dead_letters.labels(stage=str(stage))
+        for code in RETRY_REASONS:
+            self.retries.labels(reason=code)
+        for code in ENTRY_FAILURE_CODES:
+            self.entry_failures.labels(code=code)
+        for dependency in DEPENDENCIES:
+            self.dependency_errors.labels(dependency=dependency)
+        for reason in ABANDON_REASONS:
+            self.records_abandoned.labels(reason=reason)
+
+    def topics_assigned(self, topics: Iterable[str]) -> None:
+        """Create the per-topic counters at 0 as soon as a topic is assigned."""
+        for topic in topics:
+            for counter in (self.records_consumed, self.records_filtered, self.entries_published):
+                counter.labels(topic=topic)
+
+    def bind(self, health: Health) -> None:
+        """``ready`` reads the probe's own answer at every scrape, so it is never stale."""
+        self.ready.set_function(lambda: 1.0 if health.ready()[0] else 0.0)
+
+    def dependency_error(self, dependency: str) -> None:
+        """One failed call to a peer (see ``DEPENDENCIES``); thread-safe."""
+        self.dependency_errors.labels(dependency=dependency).inc()
 
     def forget_topic(self, topic: str) -> None:
         """Remove a topic's series once no partition of it is assigned here."""
@@ -116,18 +236,47 @@ class Metrics:
 
 
 class Health:
-    """Liveness and readiness, fed by the main loop."""
+    """Liveness and readiness, fed by the main loop with one call per change of state.
+
+    Readiness does not depend on partitions: a replica in the group without any (a
+    standby, more replicas than partitions) is healthy capacity, ready to take over in the
+    next rebalance. Counting it as unready would make a PodDisruptionBudget treat it as
+    disrupted and a surge pod stall every rollout.
+    """
 
     def __init__(self, stall_seconds: float) -> None:
         self.stall_seconds = stall_seconds
         self._beat = time.monotonic()
-        self.assigned = False
+        self.started = False
+        self.in_group = False
+        self.stopping = False
         self.fatal: str | None = None
 
     def beat(self) -> None:
         self._beat = time.monotonic()
 
+    def start_done(self) -> None:
+        """Start-up finished (settings, credentials, dead-letter topic, subscription)."""
+        self.started = True
+        self.beat()
+
+    def joined(self) -> None:
+        """An assignment callback arrived, with or without partitions: a group member."""
+        self.in_group = True
+
+    def left_group(self) -> None:
+        """The membership was lost (partitions lost, e.g. a session time-out)."""
+        self.in_group = False
+
+    def shutting_down(self) -> None:
+        self.stopping = True
+
+    def failed(self, code: str) -> None:
+        self.fatal = code
+
     def live(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "starting"
         idle = time.monotonic() - self._beat
         if idle > self.stall_seconds:
             return False, f"main loop stalled for {idle:.0f}s"
@@ -136,8 +285,12 @@ class Health:
     def ready(self) -> tuple[bool, str]:
         if self.fatal is not None:
             return False, f"fatal: {self.fatal}"
-        if not self.assigned:
-            return False, "waiting for a partition assignment"
+        if self.stopping:
+            return False, "shutting down"
+        if not self.started:
+            return False, "starting"
+        if not self.in_group:
+            return False, "joining the consumer group"
         return True, "ok"
 
 
@@ -174,6 +327,7 @@ class HttpServer:
     """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread."""
 
     def __init__(self, host: str, port: int, metrics: Metrics, health: Health) -> None:
+        metrics.bind(health)
         handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
@@ -318,6 +325,23 @@ def _start_own(kind: BrokerKind, options: BrokerOptions) -> KafkaBroker:
     return broker
 
 
+def _commit_when_coordinator_ready(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    """A synchronous commit, retried while a fresh broker still loads its offsets partition.
+
+    A broker that has just started answers the first commits with the retriable
+    COORDINATOR_LOAD_IN_PROGRESS, which a synchronous commit returns rather than retries.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def test_restart_keeps_address_and_keeps_data_where_persistent(
     own_broker_kind: BrokerKind, tmp_path: Path
 ) -> None:
@@ -326,7 +350,7 @@ def test_restart_keeps_address_and_keeps_data_where_persistent(
         broker.create_topic(name, partitions=PARTITIONS)
         _produce(_producer(broker), name, per_partition=2)
         consumer = Consumer(broker.consumer_config(group))
-        consumer.commit(offsets=[TopicPartition(name, 0, 1)], asynchronous=False)
+        _commit_when_coordinator_ready(consumer, [TopicPartition(name, 0, 1)])
         consumer.close()
         address = broker.bootstrap_servers
 

@@ -465,7 +465,7 @@ class SimConsumer:
             tp = rng.choice(candidates)
             self.positions[tp] = rng.randrange(0, self.positions[tp])
 
-    def lag(self, tp: PartitionId, position: int | None) -> int | None:
+    def high_watermark(self, tp: PartitionId) -> int | None:
         return None
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ STALL = 0.3  # seconds without a loop turn before /healthz fails
 @pytest.fixture
 def served() -> Iterator[tuple[Health, str]]:
     health = Health(STALL)
+    health.start_done()
     server = HttpServer("127.0.0.1", 0, Metrics(), health)
     server.start()
     try:
@@ -45,12 +46,14 @@ def test_healthz_fails_when_the_loop_stalls(served: tuple[Health, str]) -> None:
     assert status(f"{url}/healthz")[0] == 200
 
 
-def test_readyz_is_503_until_assigned_and_after_a_fatal_error(served: tuple[Health, str]) -> None:
+def test_readyz_is_503_until_in_the_group_and_after_a_fatal_error(
+    served: tuple[Health, str],
+) -> None:
     health, url = served
     assert status(f"{url}/readyz")[0] == 503
-    health.assigned = True
+    health.joined()  # an assignment callback, with or without partitions
     assert status(f"{url}/readyz")[0] == 200
-    health.fatal = "AccessDeniedException"
+    health.failed("AccessDeniedException")
     code, body = status(f"{url}/readyz")
     assert code == 503
     assert "AccessDeniedException" in body

@@ -83,11 +83,17 @@ Name of the ConfigMap holding the mapping file, empty when there is none.
 {{- end }}
 
 {{/*
-The bridge's drain timeout in seconds (BRIDGE_SHUTDOWN_TIMEOUT_SECONDS, default 30),
-rounded up to a whole second.
+The bridge's effective drain timeout in seconds (BRIDGE_SHUTDOWN_TIMEOUT_SECONDS from
+extraEnv, else config, else 30), rounded up to a whole second.
 */}}
 {{- define "kafka-eventbridge.shutdownTimeoutSeconds" -}}
-{{- $raw := toString (dig "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS" "30" .Values.config | default "30") }}
+{{- $raw := toString (dig "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS" "30" (.Values.config | default dict) | default "30") }}
+{{- /* extraEnv comes after config in the container's env, so its value wins there too. */}}
+{{- range .Values.extraEnv }}
+{{- if and (eq .name "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS") (hasKey . "value") }}
+{{- $raw = toString .value }}
+{{- end }}
+{{- end }}
 {{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?$" $raw) }}
 {{- fail (printf "config.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS: %q is not a number of seconds" $raw) }}
 {{- end }}
@@ -135,12 +141,21 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- fail (printf "config.%s is required" $name) }}
 {{- end }}
 {{- end }}
+{{- if hasKey $.Values.secrets.env "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS" }}
+{{- fail "secrets.env.BRIDGE_SHUTDOWN_TIMEOUT_SECONDS: the grace period is derived from it, so it must be readable: set it in config" }}
+{{- end }}
+{{- $secretLike := "(PASSWORD|SECRET|TOKEN|KEY_PEM|USER_INFO|OAUTHBEARER_CONFIG|JAAS|CREDENTIALS)" }}
 {{- range $name, $value := $config }}
-{{- if regexMatch "(PASSWORD|SECRET|TOKEN|KEY_PEM|USER_INFO)" $name }}
+{{- if regexMatch $secretLike $name }}
 {{- fail (printf "config.%s looks like a secret: put it in an existing Secret and reference it from secrets.env or secrets.envFrom" $name) }}
 {{- end }}
 {{- if hasKey $.Values.secrets.env $name }}
 {{- fail (printf "%s is set both in config and in secrets.env" $name) }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if and (regexMatch $secretLike .name) (hasKey . "value") }}
+{{- fail (printf "extraEnv %s looks like a secret: use valueFrom.secretKeyRef (or secrets.env) instead of a value" .name) }}
 {{- end }}
 {{- end }}
 {{- if hasKey $config "BRIDGE_HTTP_PORT" }}
@@ -188,4 +203,28 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- if and .Values.serviceMonitor.enabled (not .Values.service.enabled) }}
 {{- fail "serviceMonitor.enabled needs service.enabled: the ServiceMonitor scrapes through the Service" }}
 {{- end }}
+{{- end }}
+
+{{/*
+checksum/config: a hash of everything the pods read besides the image. Values (config,
+extraEnv, secret references, AWS region, mapping) and, at install/upgrade time, the data of
+the Secrets and the existing ConfigMap they reference (lookup; empty under helm template).
+Only the hash is rendered, never the data.
+*/}}
+{{- define "kafka-eventbridge.configChecksum" -}}
+{{- $inputs := dict "config" .Values.config "extraEnv" .Values.extraEnv "secrets" .Values.secrets "aws" .Values.aws "mapping" .Values.mapping "containerPort" .Values.containerPort }}
+{{- with .Values.mapping.existingConfigMap }}
+{{- $found := lookup "v1" "ConfigMap" $.Release.Namespace . | default dict }}
+{{- $_ := set $inputs "existingConfigMapData" (get $found "data" | default dict) }}
+{{- end }}
+{{- $secretNames := list }}
+{{- range .Values.secrets.envFrom }}{{ $secretNames = append $secretNames . }}{{ end }}
+{{- range $_, $ref := .Values.secrets.env }}{{ $secretNames = append $secretNames $ref.name }}{{ end }}
+{{- $secretData := dict }}
+{{- range $name := $secretNames | uniq }}
+{{- $found := lookup "v1" "Secret" $.Release.Namespace $name | default dict }}
+{{- $_ := set $secretData $name (get $found "data" | default dict) }}
+{{- end }}
+{{- $_ := set $inputs "secretData" $secretData }}
+{{- toJson $inputs | sha256sum }}
 {{- end }}
