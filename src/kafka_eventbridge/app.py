@@ -43,7 +43,7 @@ from kafka_eventbridge.publisher import (
     Backoff,
     Completion,
     Publisher,
-    make_client,
+    make_publisher,
     make_s3_client,
 )
 from kafka_eventbridge.ratelimit import RateLimiter, group_share
@@ -107,7 +107,6 @@ def connect(
     metrics = metrics or Metrics()
 
     def publisher() -> Publisher:
-        events = client or make_client(settings.eventbridge, pipeline.max_in_flight_requests)
         uploader = (
             Uploader(
                 make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests),
@@ -116,12 +115,9 @@ def connect(
             if settings.offload.bucket
             else None
         )
-        return Publisher(
-            events,
-            settings.eventbridge.api,
-            pipeline.max_in_flight_requests,
-            uploader,
-            settings.eventbridge.endpoint_id,
+        # BRIDGE_EVENTBRIDGE_HTTP_CLIENT: awscrt (default) or the boto3 client's method.
+        return make_publisher(
+            settings.eventbridge, pipeline.max_in_flight_requests, uploader, client
         )
 
     return Connections(

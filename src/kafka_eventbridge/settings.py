@@ -79,6 +79,13 @@ class TraceHeaderSource(StrEnum):
     TRACEPARENT = "traceparent"  # from the record's W3C traceparent header (tracing.py)
 
 
+class HttpClient(StrEnum):
+    """How publish calls reach EventBridge."""
+
+    CRT = "crt"  # awscrt: native HTTP, TLS and SigV4 off the GIL (crt.py)
+    BOTO3 = "boto3"  # the boto3 client's own method, on a thread per request in flight
+
+
 class Ordering(StrEnum):
     NONE = "none"  # batches of all partitions in flight together
     PARTITION = "partition"  # at most one batch in flight per partition
@@ -151,6 +158,7 @@ class EventBridgeSettings(_Group):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
     trace_header: TraceHeaderSource = TraceHeaderSource.NONE
+    http_client: HttpClient = HttpClient.CRT
 
     @property
     def max_bytes(self) -> int:
