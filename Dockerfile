@@ -37,7 +37,7 @@ RUN python -m venv "${VIRTUAL_ENV}"
 # Dependencies first, in their own layer: it is rebuilt only when the lock changes.
 # Hashes are required and only wheels are accepted, so nothing is compiled from source.
 # Regenerate the lock after changing dependencies in pyproject.toml:
-#   uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements.lock
+#   uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --extra otel -o requirements.lock
 COPY requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --require-hashes --only-binary=:all: --no-deps --no-compile -r requirements.lock

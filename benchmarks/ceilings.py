@@ -66,7 +66,7 @@ def boto3_loop(endpoint: str, threads: int, calls: int, tuned: bool) -> dict[str
         region_name="us-east-1",
         endpoint_url=endpoint,
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the stand-in checks no signature
+        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
         config=Config(**options),
     )
     batches = _batches(64)

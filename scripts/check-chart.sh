@@ -214,6 +214,9 @@ check_refusals() {
   expect_failure "set it with the aws.role* values instead" \
     --set aws.roleArn=arn:aws:iam::123456789012:role/r --set config.BRIDGE_AWS_ROLE_ARN=x
   expect_failure "roleArn" --set aws.roleArn=not-an-arn
+  expect_failure "tracing.otlpEndpoint is required when tracing.enabled" --set tracing.enabled=true
+  expect_failure "looks like a secret" \
+    --set config.BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET=s3cr3t
 
   # The derived grace period follows the drain timeout.
   local rendered

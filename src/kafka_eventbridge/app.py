@@ -43,7 +43,7 @@ from kafka_eventbridge.publisher import (
     Backoff,
     Completion,
     Publisher,
-    make_client,
+    make_publisher,
     make_s3_client,
 )
 from kafka_eventbridge.ratelimit import RateLimiter, group_share
@@ -51,6 +51,7 @@ from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Ordering, Settings
 from kafka_eventbridge.telemetry import Health, Metrics
+from kafka_eventbridge.tracing import Tracing, build_tracing
 
 log = logging.getLogger("kafka_eventbridge")
 
@@ -106,7 +107,6 @@ def connect(
     metrics = metrics or Metrics()
 
     def publisher() -> Publisher:
-        events = client or make_client(settings.eventbridge, pipeline.max_in_flight_requests)
         uploader = (
             Uploader(
                 make_s3_client(settings.eventbridge, pipeline.max_in_flight_requests),
@@ -115,12 +115,9 @@ def connect(
             if settings.offload.bucket
             else None
         )
-        return Publisher(
-            events,
-            settings.eventbridge.api,
-            pipeline.max_in_flight_requests,
-            uploader,
-            settings.eventbridge.endpoint_id,
+        # BRIDGE_EVENTBRIDGE_HTTP_CLIENT: awscrt (default) or the boto3 client's method.
+        return make_publisher(
+            settings.eventbridge, pipeline.max_in_flight_requests, uploader, client
         )
 
     return Connections(
@@ -160,8 +157,10 @@ class Bridge:
         client: EventBridgeClient | None = None,
         connections: Connections | None = None,
         rng: random.Random | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or build_tracing(settings)
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
@@ -300,6 +299,7 @@ class Bridge:
         if epoch is None:
             return  # its partition was revoked while the record sat in the local queue
         self._count(self.metrics.records_consumed, record.topic)
+        self.tracing.consumed(record)
         try:
             entry = self.mapper.map(record)
         except RecordError as error:
@@ -309,6 +309,7 @@ class Bridge:
             self._count(self.metrics.records_filtered, record.topic)
             self.resolve(record, epoch)
             return
+        self.tracing.mapped(record, entry)
         self.batcher.add(Pending(entry, record, epoch), now)
 
     def rewind(self, tp: PartitionId, offset: int) -> bool:
@@ -383,6 +384,7 @@ class Bridge:
                 item.first_attempt_at = now
         self.metrics.batch_entries.observe(len(batch.items))
         self.metrics.batch_bytes.observe(batch.size)
+        self.tracing.publish_started(batch)
         self.publisher.submit(batch)
 
     def settle(self, completion: Completion, now: float) -> None:
@@ -390,6 +392,7 @@ class Bridge:
         self.batcher.release(completion.batch)
         self.metrics.publish_requests.labels(outcome=outcome.label).inc()
         self.metrics.publish_duration.labels(outcome=outcome.label).observe(completion.duration)
+        self.tracing.publish_finished(completion.batch, outcome)
         self._judge_response(outcome.invalid_response, now)
         accepted, retry = outcome.accepted, outcome.retry
         if self.batcher.ordered and retry:
@@ -461,6 +464,7 @@ class Bridge:
                 self.dead_letter(item.record, error, item.attempts, item.epoch)
                 continue
             self.metrics.retries.labels(reason=code).inc()
+            self.tracing.retrying(item.record, code)
             again.append(item)
         if not again:
             return
@@ -483,6 +487,7 @@ class Bridge:
     def resolve(self, record: SourceRecord, epoch: int) -> None:
         if self.tracker.resolve((record.topic, record.partition), record.offset, epoch):
             self.guard.record(dead=False)
+        self.tracing.resolved(record)
 
     def dead_letter(
         self, record: SourceRecord, error: RecordError, attempts: int, epoch: int
@@ -498,6 +503,7 @@ class Bridge:
                 "reason": error.message,
             },
         )
+        self.tracing.dead_lettered(record, error)
         self.dead_letters.send(record, error, attempts, _Token(epoch, error.stage))
         # Judged when the decision is made, not when the topic confirms it, so that a bad
         # deploy stops within one window instead of after a whole consumed batch.
@@ -512,6 +518,7 @@ class Bridge:
 
     def _dead_letter_delivered(self, record: SourceRecord, token: _Token) -> None:
         self.metrics.dead_letters.labels(stage=str(token.stage)).inc()
+        self.tracing.resolved(record)
         self.tracker.resolve((record.topic, record.partition), record.offset, token.epoch)
 
     # -- offsets ------------------------------------------------------------------------
@@ -690,6 +697,7 @@ class Bridge:
         if left:
             log.warning("dead letters not confirmed at exit", extra={"count": left})
         self.publisher.close()
+        self.tracing.close()
 
 
 def _keep_order(

@@ -23,6 +23,7 @@ from kafka_eventbridge.errors import ConfigError, FatalError
 from kafka_eventbridge.mapping import load_routes
 from kafka_eventbridge.publisher import make_client
 from kafka_eventbridge.settings import Settings
+from kafka_eventbridge.tracing import build_tracing
 
 Result = tuple[str, str]  # (status, detail)
 
@@ -124,13 +125,26 @@ def check_credentials(settings: Settings) -> tuple[str, Result]:
     return name, ("ok", f"found ({credentials.method})")
 
 
+def check_traces(settings: Settings) -> list[tuple[str, Result]]:
+    """Traces as the ``OTEL_*`` variables set them up; one this build cannot export fails."""
+    tracing = build_tracing(settings)
+    try:
+        return [("traces", ("ok", tracing.describe()))]
+    finally:
+        tracing.close()
+
+
 def run_checks(settings: Settings, out: TextIO) -> bool:
     """Print the report; True when nothing failed."""
     print("settings:", file=out)
     for name, value in sorted(settings.redacted().items()):
         print(f"  {name}={value}", file=out)
     rows: list[tuple[str, Result]] = [("mapping", check_mapping(settings))]
-    probes: list[Callable[[Settings], list[tuple[str, Result]]]] = [check_kafka, check_eventbridge]
+    probes: list[Callable[[Settings], list[tuple[str, Result]]]] = [
+        check_kafka,
+        check_eventbridge,
+        check_traces,
+    ]
     for probe in probes:
         try:
             rows.extend(probe(settings))

@@ -30,6 +30,10 @@ CONSUMER_DEFAULTS = {
     # no gain in throughput (docs/performance.md).
     "queued.max.messages.kbytes": "1024",
     "fetch.max.bytes": "1048576",
+    # With so small a prefetch queue it is often full, and librdkafka then waits
+    # fetch.queue.backoff.ms (1 s by default) before fetching that partition again: p50
+    # produce→accepted was 834 ms at 10k records/s, 28 ms with 10 ms (docs/performance.md).
+    "fetch.queue.backoff.ms": "10",
 }
 # Properties the bridge owns: changing them would break at-least-once.
 FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}

@@ -7,6 +7,10 @@ consumer and the dead-letter producer alike. This module adds the rest:
 * **Amazon MSK IAM.** With ``BRIDGE_MSK_IAM=true`` the clients log in with SASL OAUTHBEARER,
   and an ``oauth_cb`` signs a token with AWS's ``aws-msk-iam-sasl-signer-python`` from the
   default credential chain (IRSA on EKS, environment, profile, instance role).
+* **OAUTHBEARER with OIDC.** ``BRIDGE_KAFKA_SASL_OAUTHBEARER_METHOD=oidc`` is librdkafka's
+  own client-credentials flow: it fetches tokens from the identity provider's token endpoint
+  and refreshes them before they expire. :func:`oidc_problems` checks the settings it needs at
+  start, with the variables' names; the client secret is masked like every secret.
 * **Failures that are fatal.** Authentication, authorization and TLS errors are not retried
   away by waiting: :func:`fatal_error` turns them into one readable line naming what to fix.
 * **Logs without secrets.** librdkafka's log lines go through :func:`client_logger`, whose
@@ -24,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import botocore.session
 from botocore.credentials import CredentialProvider, Credentials
@@ -70,6 +75,10 @@ _TLS_ALERT = "ssl/tls alert"
 _HINTS = {
     "authentication": "check BRIDGE_KAFKA_SASL_MECHANISM, BRIDGE_KAFKA_SASL_USERNAME and "
     "BRIDGE_KAFKA_SASL_PASSWORD (or, with BRIDGE_MSK_IAM, the role's credentials and policy)",
+    "authentication-oidc": "check BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_ID, "
+    "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET, BRIDGE_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL "
+    "and BRIDGE_KAFKA_SASL_OAUTHBEARER_SCOPE, and that the broker trusts the identity provider "
+    "(its JWKS URL, expected issuer and audience)",
     "authorization": "grant the bridge's principal access to the topics, the group and the "
     "dead-letter topic (Kafka ACLs, or the MSK IAM policy)",
     "tls": "check BRIDGE_KAFKA_SSL_CA_LOCATION, that the broker's certificate names the host "
@@ -86,6 +95,7 @@ def security_config(
 ) -> dict[str, Any]:
     """What the bridge adds to the user's librdkafka properties for authentication.
 
+    OIDC settings (``sasl.oauthbearer.method=oidc``) are checked here and left to librdkafka.
     Empty unless MSK IAM is on; then the SASL settings it implies and the token callback,
     after signing a first token here, so that missing credentials are one readable line at
     start rather than a timeout inside the client. Also registers the secret values of
@@ -97,6 +107,12 @@ def security_config(
         + [env[name] for name in AWS_SECRET_VARIABLES if env.get(name)]
     )
     if not msk_iam_enabled(env):
+        oidc = oidc_problems(properties)
+        if oidc:
+            raise ConfigError(oidc)
+        _AUTHENTICATION_HINT[0] = (
+            "authentication-oidc" if oidc_enabled(properties) else "authentication"
+        )
         return {}
     problems = _msk_iam_conflicts(properties)
     region = msk_region(env)
@@ -156,6 +172,69 @@ def _msk_iam_conflicts(properties: Mapping[str, str]) -> list[str]:
             "exclude each other; MSK IAM tokens are signed by the bridge"
         )
     return problems
+
+
+# -- OIDC ----------------------------------------------------------------------------------
+
+# What librdkafka's OIDC flow needs, by grant type (the JWT-bearer grant signs an assertion
+# instead of sending a client secret).
+_OIDC_REQUIRED = {
+    "client_credentials": (
+        "sasl.oauthbearer.token.endpoint.url",
+        "sasl.oauthbearer.client.id",
+        "sasl.oauthbearer.client.secret",
+    ),
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": ("sasl.oauthbearer.token.endpoint.url",),
+}
+_SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+# Which hint a refused login gets: OIDC settings, or user and password.
+_AUTHENTICATION_HINT = ["authentication"]
+
+
+def oidc_enabled(properties: Mapping[str, str]) -> bool:
+    """``sasl.oauthbearer.method=oidc``: librdkafka fetches tokens from a token endpoint."""
+    return properties.get("sasl.oauthbearer.method", "default").strip().lower() == "oidc"
+
+
+def oidc_problems(properties: Mapping[str, str]) -> list[str]:
+    """One line per missing or contradicting setting of the OIDC flow; none when it is off."""
+    if not oidc_enabled(properties):
+        return []
+    why = "with BRIDGE_KAFKA_SASL_OAUTHBEARER_METHOD=oidc"
+    problems = []
+    mechanism = properties.get("sasl.mechanism", "GSSAPI")
+    if mechanism.upper() != "OAUTHBEARER":
+        problems.append(
+            f"BRIDGE_KAFKA_SASL_MECHANISM: must be OAUTHBEARER {why} (got {mechanism!r})"
+        )
+    protocol = properties.get("security.protocol", "plaintext")
+    if protocol.upper() not in _SASL_PROTOCOLS:
+        problems.append(
+            f"BRIDGE_KAFKA_SECURITY_PROTOCOL: must be SASL_SSL (or SASL_PLAINTEXT) {why} "
+            f"(got {protocol!r})"
+        )
+    grant = properties.get("sasl.oauthbearer.grant.type", "client_credentials")
+    required = _OIDC_REQUIRED.get(grant, _OIDC_REQUIRED["client_credentials"][:1])
+    problems.extend(
+        f"{property_variable(name)}: required {why}"
+        for name in required
+        if not properties.get(name, "").strip()
+    )
+    url = properties.get("sasl.oauthbearer.token.endpoint.url", "").strip()
+    if url and urlsplit(url).scheme not in ("https", "http"):
+        problems.append(
+            "BRIDGE_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: must be an https:// URL "
+            f"(got scheme {urlsplit(url).scheme!r})"
+        )
+    elif url.startswith("http://") and urlsplit(url).hostname not in _LOOPBACK:
+        log.warning(
+            "the OIDC token endpoint is plain http: the client secret and the tokens travel "
+            "unencrypted (BRIDGE_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL)"
+        )
+    return problems
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 # -- the MSK IAM token ---------------------------------------------------------------------
@@ -276,7 +355,8 @@ def fatal_error(err: KafkaError, client: str) -> FatalError:
     if kind is None:
         return FatalError(err.name(), f"{client}: {err.str()}")
     label = "TLS" if kind == "tls" else kind
-    return FatalError(err.name(), f"{client}: Kafka {label} failed: {err.str()}; {_HINTS[kind]}")
+    hint = _HINTS[_AUTHENTICATION_HINT[0] if kind == "authentication" else kind]
+    return FatalError(err.name(), f"{client}: Kafka {label} failed: {err.str()}; {hint}")
 
 
 # -- logging -------------------------------------------------------------------------------

@@ -104,10 +104,22 @@ class Entry:
     def wire(self) -> dict[str, Any]:
         """The entry as it goes into the JSON request body: ``request()`` with Time as botocore
         serializes it (epoch seconds, an integer unless it has milliseconds)."""
-        item = self.request()
-        if self.time is not None:
-            seconds = self.time.timestamp()
-            item["Time"] = seconds if self.time.microsecond else int(seconds)
+        # Built directly rather than from request(): it runs once per entry on the loop's thread.
+        item: dict[str, Any] = {
+            "Source": self.source,
+            "DetailType": self.detail_type,
+            "Detail": self.detail,
+        }
+        if self.resources:
+            item["Resources"] = self.resources
+        time = self.time
+        if time is not None:
+            seconds = time.timestamp()
+            item["Time"] = seconds if time.microsecond else int(seconds)
+        if self.event_bus is not None:
+            item["EventBusName"] = self.event_bus
+        if self.trace_header is not None:
+            item["TraceHeader"] = self.trace_header
         return item
 
 
@@ -409,8 +421,10 @@ def to_time(value: Any) -> datetime | None:
         if isinstance(value, bool):
             raise TypeError
         if isinstance(value, int | float):
-            ms = int(value)
-            return datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+            # One call instead of fromtimestamp + replace (1.0 -> 0.3 us, once per record):
+            # fromtimestamp rounds to the nearest microsecond, and ms / 1000 is within far
+            # less than half a microsecond of the exact value for any epoch-ms timestamp.
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value)
             parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -92,15 +92,33 @@ class Tombstones(StrEnum):
     MAP = "map"  # map it like any record, with ``value`` null in the envelope
 
 
+class TraceHeaderSource(StrEnum):
+    """``BRIDGE_EVENTBRIDGE_TRACE_HEADER``: where PutEvents' X-Ray ``TraceHeader`` comes from."""
+
+    NONE = "none"  # only from a route's trace_header expression
+    TRACEPARENT = "traceparent"  # from the record's W3C traceparent header (tracing.py)
+
+
+class HttpClient(StrEnum):
+    """How publish calls reach EventBridge."""
+
+    CRT = "crt"  # awscrt: native HTTP, TLS and SigV4 off the GIL (crt.py)
+    BOTO3 = "boto3"  # the boto3 client's own method, on a thread per request in flight
+
+
 class Ordering(StrEnum):
     NONE = "none"  # batches of all partitions in flight together
     PARTITION = "partition"  # at most one batch in flight per partition
 
 
+# Named like a secret, but not one: shown in `check` so a wrong URL can be seen.
+_NOT_SECRET = frozenset({"sasl.oauthbearer.token.endpoint.url"})
+
+
 def is_secret_property(name: str) -> bool:
     """True for librdkafka properties that hold credentials."""
     lowered = name.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
+    return lowered not in _NOT_SECRET and any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 # Set while an explicit mapping is validated: then the process environment must not count.
@@ -159,6 +177,8 @@ class EventBridgeSettings(_Group):
     events_max_bytes: int = Field(default=1_048_576, ge=1024)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
+    trace_header: TraceHeaderSource = TraceHeaderSource.NONE
+    http_client: HttpClient = HttpClient.CRT
 
     @property
     def max_bytes(self) -> int:
@@ -486,6 +506,11 @@ def _cross_checks(settings: Settings) -> list[str]:
             "PutPartnerEvents writes to the partner event source named by the mapped Source"
         )
     problems.extend(_endpoint_problems(settings.eventbridge))
+    if api is Api.PARTNER and settings.eventbridge.trace_header is not TraceHeaderSource.NONE:
+        problems.append(
+            "BRIDGE_EVENTBRIDGE_TRACE_HEADER: only for BRIDGE_EVENTBRIDGE_API=events; "
+            "PutPartnerEvents entries have no TraceHeader"
+        )
     if settings.batch_max_entries > api.max_entries:
         problems.append(
             f"BRIDGE_BATCH_MAX_ENTRIES: {settings.batch_max_entries} is above the "

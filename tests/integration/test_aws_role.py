@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from botocore.exceptions import ClientError
 
 from kafka_eventbridge.errors import FatalError
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.offload import Upload, Uploader
-from kafka_eventbridge.publisher import DirectPut, make_client, make_s3_client
+from kafka_eventbridge.publisher import make_publisher, make_s3_client
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import GlueDecoder
 from kafka_eventbridge.settings import (
@@ -92,9 +91,17 @@ def entry() -> Entry:
 
 
 def publish(count: int = 1) -> None:
-    put = DirectPut(make_client(EventBridgeSettings(), 1), "PutPartnerEvents")
-    for _ in range(count):
-        assert put([entry()])["Entries"] == [{"EventId": "e-1"}]
+    """PutPartnerEvents calls through the bridge's default (crt) publish path."""
+    transport = make_publisher(EventBridgeSettings(), 1)._transport
+    assert transport is not None
+    try:
+        for n in range(count):
+            transport.send(n, orjson.dumps({"Entries": [entry().wire()]}))
+            [(_key, answer, _at)] = transport.results(timeout=10)
+            assert not isinstance(answer, Exception), answer
+            assert answer["Entries"] == [{"EventId": "e-1"}]
+    finally:
+        transport.close()
 
 
 def test_the_assumed_role_signs_eventbridge_calls(endpoint: SigningEndpoint) -> None:
@@ -165,9 +172,8 @@ def test_without_a_role_the_default_chain_signs(
     for name in ("BRIDGE_AWS_ROLE_ARN", "BRIDGE_AWS_ROLE_EXTERNAL_ID"):
         monkeypatch.delenv(name)
     sessions_before = len(assumed_roles())
-    put = DirectPut(make_client(EventBridgeSettings(), 1), "PutPartnerEvents")
-    with pytest.raises(ClientError):
-        put([entry()])  # the endpoint knows only STS-issued keys: it refuses the source key
+    with pytest.raises(AssertionError):
+        publish()  # the endpoint knows only STS-issued keys: it refuses the source key
 
     [call] = endpoint.calls
     assert call.access_key == "AKIASOURCEKEY0000000"

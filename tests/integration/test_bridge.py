@@ -190,6 +190,8 @@ def test_health_readiness_and_metrics_endpoints(
     wait_until(
         lambda: process.metric("kafka_eventbridge_entries_published_total") == 100, 30, "metrics"
     )
+    # The commit counter appears with the first commit, up to BRIDGE_COMMIT_INTERVAL_MS later.
+    wait_until(lambda: process.metric("kafka_eventbridge_commits_total") > 0, 10, "a commit")
     names = {key.split("{")[0] for key in process.metrics()}
     for expected in (
         "kafka_eventbridge_records_consumed_total",

@@ -194,6 +194,7 @@ def test_secrets_never_show_in_logs_metrics_or_check_output(
     """
     topic, group = setup_topics(secured)
     aws_secret = "aws-secret-" + unique("key")
+    fake.add_credentials("leak-test", aws_secret)  # the stand-in checks every signature
     properties = {**secured.sasl_config("bridge"), **secured.mtls_config()}
     env = bridge_env(
         secured,
@@ -203,6 +204,7 @@ def test_secrets_never_show_in_logs_metrics_or_check_output(
         **kafka_variables(properties),
         BRIDGE_KAFKA_DEBUG="conf,security,broker,generic",
         BRIDGE_LOG_LEVEL="DEBUG",
+        AWS_ACCESS_KEY_ID="leak-test",
         AWS_SECRET_ACCESS_KEY=aws_secret,
     )
     secrets = {

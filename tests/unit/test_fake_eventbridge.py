@@ -12,11 +12,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -47,8 +52,8 @@ SOURCE = "aws.partner/acme.com/orders"
 def session() -> boto3.session.Session:
     # One session: its loader caches the service model, so each client costs milliseconds.
     return boto3.session.Session(
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         region_name="us-east-1",
     )
 
@@ -85,6 +90,10 @@ def partner_entry(detail: object = None, **fields: Any) -> PutPartnerEventsReque
         "Detail": json.dumps({"id": 1} if detail is None else detail),
     }
     return entry | fields  # type: ignore[return-value]
+
+
+def events_entry() -> PutEventsRequestEntryTypeDef:
+    return {"Source": "orders", "DetailType": "order.created", "Detail": '{"id": 1}'}
 
 
 def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
@@ -327,9 +336,12 @@ def test_latency_delays_one_call_without_blocking_others(
     fake.set_faults(Faults(latency_ms=60_000))
     slow = socket.create_connection(("127.0.0.1", fake.port), timeout=5)
     body = b'{"Entries": [{"Source": "a", "DetailType": "t", "Detail": "{}"}]}'
+    request = AWSRequest("POST", f"{fake.url}/", {"X-Amz-Target": "AWSEvents.PutEvents"}, body)
+    SigV4Auth(Credentials("testing", "testing"), "events", "us-east-1").add_auth(request)
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
     slow.sendall(
-        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AWSEvents.PutEvents\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{fake.port}\r\n{head}".encode()
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     assert fake.wait_for_accepted(1)  # the slow call is in, its answer is a minute away
 
@@ -461,3 +473,95 @@ def test_process_mode_with_cli_flags(session: boto3.session.Session) -> None:
     assert response["FailedEntryCount"] == 2
     assert stats.entries_failed == {"ThrottlingException": 2}
     assert stats.entries_accepted == 1
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def signed_client(url: str, secret: str, service: str = "events", key: str = "testing") -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
+    )
+    new_client: Any = session.client
+    return new_client(service, endpoint_url=url, config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.mark.parametrize("operation", ["PutPartnerEvents", "PutEvents"])
+def test_a_wrong_secret_is_refused_with_invalid_signature(
+    fake: FakeEventBridge, operation: str
+) -> None:
+    wrong = signed_client(fake.url, "not-the-secret")
+    with pytest.raises(ClientError) as refused:
+        if operation == "PutPartnerEvents":
+            wrong.put_partner_events(Entries=[partner_entry()])
+        else:
+            wrong.put_events(Entries=[events_entry()])
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert fake.stats().entries_accepted == 0
+    assert fake.stats().calls_by_outcome == {"InvalidSignatureException": 1}
+
+
+def test_an_unknown_access_key_and_a_missing_signature_are_refused(fake: FakeEventBridge) -> None:
+    with pytest.raises(ClientError) as unknown:
+        signed_client(fake.url, "testing", key="nobody").put_partner_events(
+            Entries=[partner_entry()]
+        )
+    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{fake.url}/", data=b"{}", headers={"X-Amz-Target": "AWSEvents.PutEvents"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(request, timeout=5)  # noqa: S310
+    assert unsigned.value.code == 403
+    assert fake.stats().entries_accepted == 0
+
+
+def test_the_secret_added_later_is_accepted(fake: FakeEventBridge) -> None:
+    fake.add_credentials("second", "its-secret")
+    client = signed_client(fake.url, "its-secret", key="second")
+    assert client.put_partner_events(Entries=[partner_entry()])["FailedEntryCount"] == 0
+
+
+def test_a_request_signed_far_from_the_stand_ins_clock_has_expired(
+    fake: FakeEventBridge, client: EventBridgeClient
+) -> None:
+    fake.set_faults(Faults(clock_skew_seconds=3600))
+    with pytest.raises(ClientError) as expired:
+        client.put_partner_events(Entries=[partner_entry()])
+    assert expired.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert "Signature expired" in expired.value.response["Error"]["Message"]
+    date = expired.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]
+    skew = parsedate_to_datetime(date) - datetime.now(UTC)
+    assert 3590 < skew.total_seconds() < 3610
+    fake.set_faults(Faults(clock_skew_seconds=600))  # inside the 15-minute window
+    assert client.put_partner_events(Entries=[partner_entry()])["FailedEntryCount"] == 0
+
+
+def test_sigv4a_of_a_global_endpoint_is_verified(fake: FakeEventBridge) -> None:
+    for secret, accepted in (("testing", True), ("wrong", False)):
+        client = signed_client(fake.url, secret)
+        try:
+            client.put_events(Entries=[events_entry()], EndpointId="abcde.veo")
+        except ClientError as refused:
+            assert not accepted
+            assert refused.response["Error"]["Code"] == "InvalidSignatureException"
+        else:
+            assert accepted
+    assert fake.stats().auth_schemes == {"AWS4-ECDSA-P256-SHA256": 1}
+    assert fake.stats().entries_accepted == 1
+
+
+def test_s3_calls_of_the_claim_check_are_signed_and_stored(fake: FakeEventBridge) -> None:
+    s3 = signed_client(fake.url, "testing", "s3")
+    s3.create_bucket(Bucket="large-events")
+    s3.put_object(Bucket="large-events", Key="a/b c.json", Body=b'{"x": 1}')
+    assert fake.s3_object("large-events", "a/b c.json") == b'{"x": 1}'
+    assert s3.get_object(Bucket="large-events", Key="a/b c.json")["Body"].read() == b'{"x": 1}'
+    with pytest.raises(ClientError) as missing:
+        s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"{}")
+    assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
+    with pytest.raises(ClientError) as refused:
+        signed_client(fake.url, "wrong", "s3").put_object(Bucket="large-events", Key="k", Body=b"")
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert fake.s3_object("large-events", "k") is None

@@ -22,7 +22,12 @@ from kafka_eventbridge.consumer import consumer_config
 from kafka_eventbridge.deadletter import producer_config
 from kafka_eventbridge.errors import ConfigError
 from kafka_eventbridge.kafka_auth import MskIamTokenProvider, security_config
-from kafka_eventbridge.settings import KafkaSettings
+from kafka_eventbridge.settings import (
+    KafkaProperties,
+    KafkaSettings,
+    is_secret_property,
+    kafka_passthrough,
+)
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -304,3 +309,90 @@ def test_client_log_lines_mask_msk_tokens_and_the_aws_secret(
     token, _expiry = added["oauth_cb"]("")
     kafka_auth.client_logger().debug("sent %s signed with %s", token, SECRET_KEY)
     assert client_log.records[-1].getMessage() == "sent *** signed with ***"
+
+
+# -- OAUTHBEARER with OIDC -------------------------------------------------------------------
+
+OIDC = {
+    "security.protocol": "SASL_SSL",
+    "sasl.mechanism": "OAUTHBEARER",
+    "sasl.oauthbearer.method": "oidc",
+    "sasl.oauthbearer.client.id": "bridge",
+    "sasl.oauthbearer.client.secret": "client-secret-value",
+    "sasl.oauthbearer.token.endpoint.url": "https://idp.example.com/oauth2/token",
+}
+
+
+def test_oidc_settings_are_left_to_librdkafka_which_accepts_them() -> None:
+    added = security_config(OIDC, {})
+
+    assert added == {}  # librdkafka fetches and refreshes the tokens itself
+    consumer = Consumer(
+        consumer_config(KafkaSettings(bootstrap_servers="127.0.0.1:9", topics=["t"]), OIDC)
+    )
+    consumer.close()
+
+
+def test_oidc_names_each_missing_or_contradicting_setting() -> None:
+    properties = {
+        "security.protocol": "SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.oauthbearer.method": "OIDC",
+        "sasl.oauthbearer.token.endpoint.url": "ftp://idp.example.com/token",
+    }
+    with pytest.raises(ConfigError) as caught:
+        security_config(properties, {})
+
+    assert [p.split(":", 1)[0] for p in caught.value.problems] == [
+        "BRIDGE_KAFKA_SASL_MECHANISM",
+        "BRIDGE_KAFKA_SECURITY_PROTOCOL",
+        "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+        "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+        "BRIDGE_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+    ]
+
+
+def test_the_jwt_bearer_grant_needs_no_client_secret() -> None:
+    properties = {
+        **{k: v for k, v in OIDC.items() if not k.startswith("sasl.oauthbearer.client")},
+        "sasl.oauthbearer.grant.type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    }
+    assert kafka_auth.oidc_problems(properties) == []
+
+
+def test_a_plain_http_token_endpoint_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    plain = {**OIDC, "sasl.oauthbearer.token.endpoint.url": "http://idp.example.com/token"}
+    local = {**OIDC, "sasl.oauthbearer.token.endpoint.url": "http://127.0.0.1:8080/token"}
+
+    with caplog.at_level(logging.WARNING, logger="kafka_eventbridge"):
+        assert kafka_auth.oidc_problems(local) == []
+        assert not caplog.records
+        assert kafka_auth.oidc_problems(plain) == []
+
+    assert "plain http" in caplog.records[0].getMessage()
+
+
+def test_the_oidc_client_secret_is_a_masked_secret() -> None:
+    settings = {"BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET": "client-secret-value"}
+    properties = KafkaProperties(kafka_passthrough(settings))
+
+    assert is_secret_property("sasl.oauthbearer.client.secret")
+    assert not is_secret_property("sasl.oauthbearer.token.endpoint.url")  # a URL, shown
+    assert properties.redacted() == {"sasl.oauthbearer.client.secret": "***"}
+    assert "client-secret-value" not in repr(properties)
+
+
+def test_a_refused_oidc_login_names_the_oidc_settings() -> None:
+    security_config(OIDC, {})
+    err = KafkaError(
+        KafkaError._AUTHENTICATION,
+        'Failed to acquire SASL OAUTHBEARER token: {"error": "invalid_client"}',
+    )
+    try:
+        message = kafka_auth.fatal_error(err, "kafka").message
+    finally:
+        security_config({}, {})  # back to the user-and-password hint
+
+    assert "invalid_client" in message
+    assert "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET" in message
+    assert "BRIDGE_KAFKA_SASL_PASSWORD" not in message

@@ -146,7 +146,8 @@ Deployment, so every install, upgrade and template run goes through them.
 {{- end }}
 {{- $secretLike := "(PASSWORD|SECRET|TOKEN|KEY_PEM|USER_INFO|OAUTHBEARER_CONFIG|JAAS|CREDENTIALS)" }}
 {{- range $name, $value := $config }}
-{{- if regexMatch $secretLike $name }}
+{{- /* The OIDC token endpoint is a URL, not a token. */}}
+{{- if and (regexMatch $secretLike $name) (not (hasSuffix "_TOKEN_ENDPOINT_URL" $name)) }}
 {{- fail (printf "config.%s looks like a secret: put it in an existing Secret and reference it from secrets.env or secrets.envFrom" $name) }}
 {{- end }}
 {{- if hasKey $.Values.secrets.env $name }}

@@ -10,7 +10,16 @@ It speaks the AWS JSON 1.1 protocol of the ``events`` client: ``POST /`` with
 ``X-Amz-Target: AWSEvents.<Operation>``. It applies the service's limits (entries per call, entry
 and request size, DetailType length, partner Source pattern, Detail must be a JSON object) and
 answers errors as ``{"__type": code, "message": ...}``, which botocore turns into
-``ClientError.response["Error"]["Code"]``. Signatures are not checked.
+``ClientError.response["Error"]["Code"]``.
+
+Every call must be signed: the stand-in verifies SigV4 (and SigV4a) itself, from the canonical
+request up (:mod:`kafka_eventbridge_testing.sigv4`), with the secrets it was given
+(``credentials``, default ``DEFAULT_CREDENTIALS``), and answers ``403 InvalidSignatureException``
+to a wrong signature, ``UnrecognizedClientException`` to an unknown access key and
+``400 InvalidSignatureException`` ("Signature expired") to a request signed more than 15 minutes
+away from its own clock (``Faults.clock_skew_seconds`` moves that clock; every answer carries
+it in ``Date``). It also keeps the few S3 calls of the claim check (path-style ``PUT``/``GET``/
+``HEAD`` of buckets and objects, on the same port), signed and checked the same way.
 
 In process (a background thread)::
 
@@ -43,12 +52,14 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import enum
+import hashlib
 import http
 import itertools
 import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -60,13 +71,18 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from functools import lru_cache
 from types import FrameType, TracebackType
 from typing import Any, Final, NamedTuple, Self, cast
 
 import orjson
 
+from kafka_eventbridge_testing import sigv4
+
 __all__ = [
+    "DEFAULT_CREDENTIALS",
     "DEFAULT_MAX_ENTRY_BYTES",
     "FAIL_MARKER",
     "FakeEventBridge",
@@ -91,6 +107,8 @@ FAIL_MARKER: Final = "__fail"
 """Detail key whose string value is the ErrorCode that entry always fails with."""
 
 ACCOUNT_ID: Final = "123456789012"
+DEFAULT_CREDENTIALS: Final[Mapping[str, str]] = {"testing": "testing"}
+"""Access key id → secret the stand-in accepts unless told otherwise."""
 _PARTNER_SOURCE = re.compile(r"aws\.partner(/[.\-_A-Za-z0-9]+){2,}")
 _TARGET_PREFIX: Final = "AWSEvents."
 _AWS_CONTENT_TYPE: Final = b"application/x-amz-json-1.1"
@@ -135,6 +153,8 @@ class Faults:
       that call are not stored).
     - ``deny``: every call answers 400 ``deny_code``: the systemic failure the bridge must treat
       as fatal, never as dead letters.
+    - ``clock_skew_seconds``: the stand-in's clock runs this far ahead of the host's (negative:
+      behind); its ``Date`` header and the signature's 15-minute window follow it.
     """
 
     latency_ms: float = 0.0
@@ -146,6 +166,7 @@ class Faults:
     reset_rate: float = 0.0
     deny: bool = False
     deny_code: str = "AccessDeniedException"
+    clock_skew_seconds: float = 0.0
     seed: int | None = 0
 
     def __post_init__(self) -> None:
@@ -161,6 +182,7 @@ class Faults:
             "call_error_status must be an HTTP error status (400-599)",
         )
         _require(isinstance(self.deny, bool), "deny must be a boolean")
+        _require(_is_number(self.clock_skew_seconds), "clock_skew_seconds must be a number")
         _require(self.seed is None or isinstance(self.seed, int), "seed must be an integer")
         self._check_entry_failure_rates()
 
@@ -374,6 +396,7 @@ class _Reply(NamedTuple):
     status: int
     body: bytes
     content_type: bytes = _AWS_CONTENT_TYPE
+    headers: bytes = b""  # more header lines, each ending in CRLF
 
 
 class _ApiError(Exception):
@@ -544,7 +567,7 @@ class _Service:
         self.state = _FaultState.of(faults)
         self._max_entry_bytes = max_entry_bytes
         self._max_request_bytes = max_request_bytes
-        self._region = region
+        self.region = region
         # EventIds look like UUIDs, are unique per server, and cost a counter increment.
         self._id_prefix = str(uuid.uuid4())[:24]
         self._authorization = ""  # scheme of the call being answered (the loop is one thread)
@@ -640,7 +663,7 @@ class _Service:
         return bus if isinstance(bus, str) and bus else "default"
 
     def _bus_arn(self, name: str) -> str:
-        return f"arn:aws:events:{self._region}:{ACCOUNT_ID}:event-bus/{name}"
+        return f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{name}"
 
     def _describe_event_bus(
         self, operation: str, payload: dict[str, Any], state: _FaultState
@@ -726,12 +749,14 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()
 
 
-def _encode_response(reply: _Reply, keep_alive: bool, request_id: int) -> bytes:
-    head = b"%sContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: %x\r\n" % (
+def _encode_response(reply: _Reply, keep_alive: bool, request_id: int, date: bytes) -> bytes:
+    head = b"%sContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: %x\r\nDate: %s\r\n%s" % (
         _status_line(reply.status),
         reply.content_type,
         len(reply.body),
         request_id,
+        date,
+        reply.headers,
     )
     if not keep_alive:
         head += b"Connection: close\r\n"
@@ -822,7 +847,10 @@ class _Connection(asyncio.Protocol):
         if reply is None:
             _reset(transport)
             return
-        transport.write(_encode_response(reply, keep_alive, self._server.next_request_id()))
+        server = self._server
+        transport.write(
+            _encode_response(reply, keep_alive, server.next_request_id(), server.http_date())
+        )
         if not keep_alive:
             transport.close()
             return
@@ -834,8 +862,13 @@ class _Connection(asyncio.Protocol):
 class _Server:
     """The listening socket and the open connections; every method runs on the loop thread."""
 
-    def __init__(self, service: _Service, host: str, port: int) -> None:
+    def __init__(
+        self, service: _Service, host: str, port: int, credentials: Mapping[str, str]
+    ) -> None:
         self.service = service
+        self.s3 = _S3()
+        self.credentials = dict(credentials)
+        self.tls: ssl.SSLContext | None = None
         self.control: Callable[[_Request], _Reply] = lambda _request: _json_reply({}, 404)
         self.host = host
         self.port = port
@@ -852,6 +885,33 @@ class _Server:
     def next_request_id(self) -> int:
         return next(self._request_ids)
 
+    def now(self) -> datetime:
+        """The stand-in's clock: the host's, moved by ``Faults.clock_skew_seconds``."""
+        skew = self.service.state.faults.clock_skew_seconds
+        return datetime.now(UTC) + timedelta(seconds=skew)
+
+    def http_date(self) -> bytes:
+        return format_datetime(self.now(), usegmt=True).encode()
+
+    def _refusal(self, request: _Request, operation: str) -> _Reply | None:
+        """The answer to a request whose signature does not verify; None when it does."""
+        head = request.head
+        refusal = sigv4.verify(
+            head.method,
+            head.path,
+            head.headers,
+            request.body,
+            credentials=self.credentials,
+            now=self.now(),
+            region=self.service.region,
+        )
+        if refusal is None:
+            return None
+        self.service.recorder.record_call(operation, refusal.code)
+        if operation.startswith("s3:"):
+            return _s3_error(refusal.status, refusal.code, refusal.message)
+        return _ApiError(refusal.status, refusal.code, refusal.message).reply()
+
     def opened(self, connection: _Connection) -> None:
         self._connections.add(connection)
         self.service.recorder.connection_opened()
@@ -864,9 +924,18 @@ class _Server:
         if head.path.startswith(_CONTROL_PREFIX):
             connection.send(self.control(request), head.keep_alive)
             return
-        if head.method != "POST":
-            error = _ApiError(405, "UnknownOperationException", "Only POST is supported")
-            connection.send(error.reply(), head.keep_alive)
+        if head.method != "POST" or head.path != "/":
+            operation = _S3.operation(head.method, head.path)
+            reply = self._refusal(request, operation)
+            if reply is None:
+                reply = self.s3.handle(head, request.body)
+                self.service.recorder.record_call(operation, str(reply.status))
+            connection.send(reply, head.keep_alive)
+            return
+        operation = _operation_of(head.headers.get("x-amz-target")) or "-"
+        refused = self._refusal(request, operation)
+        if refused is not None:
+            connection.send(refused, head.keep_alive)
             return
         delay, reply = self.service.handle(
             head.headers.get("x-amz-target"), request.body, head.headers.get("authorization", "")
@@ -882,7 +951,12 @@ class _Server:
             return
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024
+            lambda: _Connection(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=self.tls,
         )
         self.port = self._listener.sockets[0].getsockname()[1]
 
@@ -931,6 +1005,70 @@ class _Server:
         task = asyncio.get_running_loop().create_task(make())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def _s3_error(status: int, code: str, message: str) -> _Reply:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    ).encode()
+    return _Reply(status, body, b"application/xml")
+
+
+class _S3:
+    """The S3 calls of the claim check, path-style: buckets and objects kept in memory.
+
+    ``PUT /bucket`` creates a bucket; ``PUT /bucket/key`` stores an object (404 ``NoSuchBucket``
+    without its bucket); ``GET`` and ``HEAD`` read them back. Runs on the loop thread only.
+    """
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, dict[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        bucket, _, key = urllib.parse.unquote(path.split("?", 1)[0]).lstrip("/").partition("/")
+        return bucket, key
+
+    @staticmethod
+    def operation(method: str, path: str) -> str:
+        _, key = _S3._split(path)
+        names = {"PUT": "Put", "GET": "Get", "HEAD": "Head"}
+        return f"s3:{names.get(method, method)}{'Object' if key else 'Bucket'}"
+
+    def handle(self, head: _Head, body: bytes) -> _Reply:
+        bucket, key = self._split(head.path)
+        with self._lock:
+            objects = self.buckets.get(bucket)
+            if head.method == "PUT" and not key:
+                self.buckets.setdefault(bucket, {})
+                return _Reply(200, b"", b"application/xml")
+            if objects is None:
+                return _s3_error(404, "NoSuchBucket", "The specified bucket does not exist")
+            return self._object(head, key, body, objects)
+
+    @staticmethod
+    def _object(head: _Head, key: str, body: bytes, objects: dict[str, bytes]) -> _Reply:
+        if head.method == "PUT":
+            objects[key] = body
+            etag = hashlib.md5(body, usedforsecurity=False).hexdigest().encode()
+            return _Reply(200, b"", b"application/xml", b'ETag: "%s"\r\n' % etag)
+        if head.method not in ("GET", "HEAD"):
+            return _s3_error(405, "MethodNotAllowed", "The method is not allowed")
+        if not key:
+            return _Reply(200, b"", b"application/xml")
+        stored = objects.get(key)
+        if stored is None:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        return _Reply(200, stored if head.method == "GET" else b"", b"application/octet-stream")
+
+    def get(self, bucket: str, key: str) -> bytes | None:
+        with self._lock:
+            return self.buckets.get(bucket, {}).get(key)
 
 
 # --------------------------------------------------------------------------- control
@@ -1023,6 +1161,8 @@ class FakeEventBridge:
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         max_request_bytes: int | None = None,
         region: str = "us-east-1",
+        credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._recorder = _Recorder(StoreMode(store))
         self._service = _Service(
@@ -1032,7 +1172,8 @@ class FakeEventBridge:
             max_entry_bytes if max_request_bytes is None else max_request_bytes,
             region,
         )
-        self._server = _Server(self._service, host, port)
+        self._server = _Server(self._service, host, port, credentials)
+        self._server.tls = tls  # serve HTTPS with this server context (url is then https://)
         self._server.control = _Control(self, self._server)
         self._faults_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1094,7 +1235,8 @@ class FakeEventBridge:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        scheme = "https" if self._server.tls is not None else "http"
+        return f"{scheme}://{self._server.host}:{self._server.port}"
 
     @property
     def port(self) -> int:
@@ -1140,6 +1282,24 @@ class FakeEventBridge:
             coroutine.close()
             raise RuntimeError("call from another thread, on a started FakeEventBridge")
         asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=_START_TIMEOUT_S)
+
+    # ----- credentials and S3
+
+    def add_credentials(self, access_key_id: str, secret_access_key: str) -> None:
+        """Accept signatures made with this key pair too (from any thread)."""
+        self._server.credentials = {**self._server.credentials, access_key_id: secret_access_key}
+
+    def set_credentials(self, credentials: Mapping[str, str]) -> None:
+        """Accept only these key pairs from now on (a rotated or revoked key is refused)."""
+        self._server.credentials = dict(credentials)
+
+    def create_bucket(self, name: str) -> None:
+        with self._server.s3._lock:
+            self._server.s3.buckets.setdefault(name, {})
+
+    def s3_object(self, bucket: str, key: str) -> bytes | None:
+        """An object the claim check stored, or None."""
+        return self._server.s3.get(bucket, key)
 
     # ----- what it received
 
@@ -1286,6 +1446,13 @@ def _rate_pair(text: str) -> tuple[str, float]:
     return code, float(rate)
 
 
+def _credential_pair(text: str) -> tuple[str, str]:
+    key, sep, secret = text.partition("=")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError("expected ACCESS_KEY_ID=SECRET")
+    return key, secret
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kafka_eventbridge_testing.fake_eventbridge",
@@ -1307,7 +1474,15 @@ def _argument_parser() -> argparse.ArgumentParser:
     add("--reset-rate", type=float)
     add("--deny", action="store_const", const=True)
     add("--deny-code")
+    add("--clock-skew-seconds", type=float)
     add("--seed", type=int)
+    add(
+        "--credentials",
+        type=_credential_pair,
+        action="append",
+        metavar="ACCESS_KEY_ID=SECRET",
+        help="a key pair whose signatures are accepted (repeatable; default testing=testing)",
+    )
     return parser
 
 
@@ -1320,6 +1495,7 @@ _FAULT_FLAGS: Final = (
     "reset_rate",
     "deny",
     "deny_code",
+    "clock_skew_seconds",
     "seed",
 )
 
@@ -1352,6 +1528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store=args.store,
         max_entry_bytes=args.max_entry_bytes,
         max_request_bytes=args.max_request_bytes,
+        credentials=dict(args.credentials) if args.credentials else DEFAULT_CREDENTIALS,
     )
     with fake:
         sys.stdout.write(f"{fake.url}\n")
