@@ -86,25 +86,18 @@ class Entry:
 
     def request(self) -> dict[str, Any]:
         """The entry in the shape of boto3's ``Entries`` parameter."""
-        item: dict[str, Any] = {
-            "Source": self.source,
-            "DetailType": self.detail_type,
-            "Detail": self.detail,
-        }
-        if self.resources:
-            item["Resources"] = self.resources
-        if self.time is not None:
-            item["Time"] = self.time
-        if self.event_bus is not None:
-            item["EventBusName"] = self.event_bus
-        if self.trace_header is not None:
-            item["TraceHeader"] = self.trace_header
-        return item
+        return self._fields(self.time)
 
     def wire(self) -> dict[str, Any]:
         """The entry as it goes into the JSON request body: ``request()`` with Time as botocore
         serializes it (epoch seconds, an integer unless it has milliseconds)."""
-        # Built directly rather than from request(): it runs once per entry on the loop's thread.
+        time = self.time
+        if time is None:
+            return self._fields(None)
+        seconds = time.timestamp()
+        return self._fields(seconds if time.microsecond else int(seconds))
+
+    def _fields(self, time: Any) -> dict[str, Any]:
         item: dict[str, Any] = {
             "Source": self.source,
             "DetailType": self.detail_type,
@@ -112,10 +105,8 @@ class Entry:
         }
         if self.resources:
             item["Resources"] = self.resources
-        time = self.time
         if time is not None:
-            seconds = time.timestamp()
-            item["Time"] = seconds if time.microsecond else int(seconds)
+            item["Time"] = time
         if self.event_bus is not None:
             item["EventBusName"] = self.event_bus
         if self.trace_header is not None:
