@@ -322,7 +322,7 @@ class CrtTransport:
         call.finished = time.perf_counter()
         connection = call.connection
         if connection is not None:
-            if call.error is None and not call.timed_out:
+            if call.error is None and not call.timed_out and not _closing(call.headers):
                 self._release(connection)
             else:
                 connection.close()
@@ -485,6 +485,15 @@ def _error_fields(body: bytes, headers: dict[str, str], status: int) -> tuple[st
     code = code.rsplit("#", 1)[-1].split(":", 1)[0] or str(status)
     message = str(parsed.get("message") or parsed.get("Message") or "")
     return code, message
+
+
+def _closing(headers: list[tuple[str, str]] | None) -> bool:
+    """Did the server say it closes the connection after this answer? (Reusing it would fail
+    the next call with ConnectionClosedError.)"""
+    return any(
+        name.lower() == "connection" and value.strip().lower() == "close"
+        for name, value in headers or ()
+    )
 
 
 def _tls(scheme: str, host: str) -> crt_io.TlsConnectionOptions | None:
