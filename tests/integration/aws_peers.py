@@ -104,6 +104,10 @@ def signing_endpoint(
     endpoint = SigningEndpoint(secrets, reply)
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        # Keep-alive connections, as AWS endpoints keep them (HTTP/1.0 closes each one after its
+        # answer, which a pooling client may only notice when it sends the next request).
+        protocol_version = "HTTP/1.1"
+
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
