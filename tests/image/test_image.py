@@ -210,7 +210,10 @@ def test_the_image_holds_the_locked_packages_and_nothing_else(image: str) -> Non
     installed = {_norm(n) + "==" + v for n, v in (d.split("==") for d in probe["distributions"])}
     project = {d for d in installed if d.startswith("kafka-eventbridge==")}
     assert len(project) == 1
-    assert installed - project == _locked()
+    # setuptools is locked only as grpcio-tools' build-time requirement; the Dockerfile removes
+    # it with pip (an installer has no place in the image), as check-dockerfile.sh expects.
+    locked = {d for d in _locked() if not d.startswith("setuptools==")}
+    assert installed - project == locked
 
 
 def test_the_default_command_is_run_and_the_user_is_numeric(image: str) -> None:
