@@ -187,11 +187,6 @@ class Batcher:
         self.count -= len(dropped)
         return dropped
 
-    def in_flight(self, tp: PartitionId) -> bool:
-        """Ordered mode: has this partition a batch in flight?"""
-        lane = self._lanes.get(tp)
-        return lane is not None and lane.in_flight is not None
-
     def __len__(self) -> int:
         return self.count
 

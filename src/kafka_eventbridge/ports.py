@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from kafka_eventbridge.batching import Batch
 from kafka_eventbridge.consumer import CommitListener, RebalanceListener
+from kafka_eventbridge.deadletter import Delivered
 from kafka_eventbridge.errors import FatalError, RecordError
 from kafka_eventbridge.offsets import PartitionId
 from kafka_eventbridge.publisher import Completion
@@ -120,7 +121,7 @@ class DeadLetters(Protocol):
         """Wait for outstanding reports; returns how many are still missing."""
 
 
-DeadLetterDelivered = Callable[[SourceRecord, Any], None]
+DeadLetterDelivered = Delivered  # the dead-letter producer's own callback type
 
 
 class LagReader(Protocol):
