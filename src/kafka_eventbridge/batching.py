@@ -118,7 +118,9 @@ class Batcher:
             return False
         if len(lane.items) >= self.max_entries or lane.bytes >= self.max_bytes:
             return True
-        return now - lane.items[0].queued_at >= self.linger
+        # The same sum as next_due(): a difference could round below the linger at the very
+        # time next_due() gives, and the loop would wake up to nothing due, again and again.
+        return now >= lane.items[0].queued_at + self.linger
 
     def take(self, now: float, limit: int, *, force: bool = False) -> list[Batch]:
         """Up to ``limit`` batches that are due (with ``force``: whatever may be sent, linger

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from kafka_eventbridge.app import BACKPRESSURE_HOLD
 from kafka_eventbridge.errors import FatalError
 from kafka_eventbridge.offsets import PartitionId
 from tests.simulation.mutants import MUTANTS
@@ -168,6 +169,38 @@ def test_a_refused_source_is_fatal_only_when_it_is_constant(source: str, fatal: 
 def test_a_buffer_of_one_record_pauses_and_resumes() -> None:
     sim = directed([NORMAL] * 10, BRIDGE_MAX_BUFFERED_RECORDS="1", BRIDGE_CONSUME_BATCH_SIZE="1")
     turns_until(sim, lambda: sim.truth.committed.get(TP) == 10)
+
+
+def test_a_short_burst_over_the_bound_stops_consuming_without_pausing() -> None:
+    # librdkafka drops a paused partition's prefetch and is slow to deliver after a resume:
+    # a buffer that falls to half its bound within BACKPRESSURE_HOLD is never paused.
+    sim = directed([NORMAL] * 400, BRIDGE_MAX_BUFFERED_RECORDS="100")
+    sim.faults = Faults(latency=(0.2, 0.2))
+    bridge, consumer = sim.bridge, sim.consumer
+    assert consumer is not None
+    turns_until(sim, lambda: bridge.backpressure)
+    consumed, held_at = consumer.positions[TP], sim.clock.now
+    while bridge.backpressure:
+        assert consumer.paused == set(), "paused for a burst"
+        sim.turn()
+    assert consumer.positions[TP] == consumed, "records were taken over the bound"
+    assert sim.clock.now - held_at < BACKPRESSURE_HOLD
+    turns_until(sim, lambda: sim.truth.committed.get(TP) == 400)
+
+
+def test_a_bound_that_holds_longer_pauses_the_partitions_and_keeps_polling() -> None:
+    sim = directed([NORMAL] * 400, BRIDGE_MAX_BUFFERED_RECORDS="100")
+    sim.faults = Faults(latency=(3.0, 3.0))
+    bridge, consumer = sim.bridge, sim.consumer
+    assert consumer is not None
+    turns_until(sim, lambda: bridge.backpressure)
+    held_at = sim.clock.now
+    turns_until(sim, lambda: consumer.paused == {TP})
+    assert sim.clock.now - held_at >= BACKPRESSURE_HOLD
+    # Paused, it polls again: a rebalance waits no longer than the hold.
+    consumer.events.append(("revoke", [TP]))
+    turns_until(sim, lambda: TP not in consumer.assignment)
+    assert sim.clock.now - held_at < BACKPRESSURE_HOLD + 5 + 1  # + the revoke drain
 
 
 def test_a_revoked_partitions_permanent_failure_is_not_dead_lettered() -> None:
