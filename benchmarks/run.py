@@ -244,7 +244,7 @@ class Bench:
         seconds = max(15.0, self.options.latency_seconds * min(self.options.scale, 1.0))
         print(f"latency at {rate:,.0f} records/s for {seconds:.0f}s", flush=True)
         try:
-            with FakeEventBridgeProcess(store="full") as keeping:
+            with FakeEventBridgeProcess(store="times") as keeping:
                 self.latency = run_latency(
                     self.broker,
                     keeping.url,

@@ -22,7 +22,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +242,7 @@ class Bridge:
         now = self.clock.monotonic()
         wait = self._idle_wait(now)
         batch = self.settings.pipeline.consume_batch_size
-        messages: list[Message] = []
+        messages: Sequence[Message] = ()
         if self._hold_until is not None:
             # At the bound, taking no records: only results can bring the buffer down.
             wait = max(min(wait, self._hold_until - now), 0.0)

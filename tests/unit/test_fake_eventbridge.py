@@ -413,6 +413,27 @@ def test_lean_store_modes_keep_counts(session: boto3.session.Session, store: Sto
         assert fake.stats().entries_accepted == 1
 
 
+def test_times_store_keeps_each_entrys_time_and_when_it_was_accepted(
+    session: boto3.session.Session,
+) -> None:
+    when = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    timed = partner_entry(Time=when)
+    with FakeEventBridge(store=StoreMode.TIMES) as fake:
+        client = make_client(session, fake.url)
+        before = time.time()
+        client.put_partner_events(Entries=[partner_entry({"n": 0}), timed])
+        client.put_partner_events(Entries=[timed])
+        after = time.time()
+        first, second, third = fake.entries()
+        assert [e.seq for e in fake.entries(since=1)] == [1, 2]
+        assert first.entry == {}
+        assert second.entry == {"Time": when.timestamp()} == third.entry
+        assert before <= first.received_at == second.received_at <= third.received_at <= after
+        assert fake.event_ids() == []
+        fake.clear()
+        assert fake.entries() == []
+
+
 # ----------------------------------------------------------------------------- control
 
 

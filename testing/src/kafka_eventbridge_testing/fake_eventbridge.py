@@ -48,6 +48,7 @@ wrap that. The control endpoints share the service port and are never subject to
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import concurrent.futures
 import dataclasses
@@ -55,6 +56,7 @@ import enum
 import hashlib
 import http
 import itertools
+import math
 import random
 import re
 import signal
@@ -225,10 +227,13 @@ class _FaultState(NamedTuple):
 
 
 class StoreMode(enum.StrEnum):
-    """How much of each accepted entry to keep: everything, its EventId, or only counters."""
+    """How much of each accepted entry to keep: everything, its EventId, its Time and when it
+    was accepted (for latency, without the garbage collector walking a dict per entry), or
+    only counters."""
 
     FULL = "full"
     IDS = "ids"
+    TIMES = "times"
     COUNTS = "counts"
 
 
@@ -273,6 +278,11 @@ class Stats:
         return sum(self.entries_failed.values())
 
 
+def _wire_time(entry: Mapping[str, Any]) -> float:
+    time = entry.get("Time")
+    return float(time) if isinstance(time, int | float) else float("nan")
+
+
 class _Accepted(NamedTuple):
     event_id: str
     event_bus: str
@@ -294,6 +304,9 @@ class _Recorder:
         self._first_kept_seq = 0
         self._entries: list[ReceivedEntry] = []
         self._event_ids: list[str] = []
+        # TIMES: each entry's Time (epoch seconds, NaN without one) and its acceptance time.
+        self._times = array.array("d")
+        self._received = array.array("d")
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -350,13 +363,27 @@ class _Recorder:
             )
         elif self._store is StoreMode.IDS:
             self._event_ids.extend(a.event_id for a in accepted)
+        elif self._store is StoreMode.TIMES:
+            self._times.extend(_wire_time(a.entry) for a in accepted)
+            self._received.extend(received_at for _ in accepted)
         self._next_seq += len(accepted)
 
     def entries(self, since: int, limit: int | None) -> tuple[list[ReceivedEntry], int]:
         with self._changed:
             start = max(since - self._first_kept_seq, 0)
             stop = None if limit is None else start + limit
+            if self._store is StoreMode.TIMES:
+                return self._timed(start, stop), self._next_seq
             return self._entries[start:stop], self._next_seq
+
+    def _timed(self, start: int, stop: int | None) -> list[ReceivedEntry]:
+        """TIMES: entries with only ``received_at`` and the entry's ``Time`` (if it had one)."""
+        first = self._first_kept_seq + start
+        pairs = zip(self._times[start:stop], self._received[start:stop], strict=True)
+        return [
+            ReceivedEntry(first + i, "", "", "", received, {} if math.isnan(t) else {"Time": t}, {})
+            for i, (t, received) in enumerate(pairs)
+        ]
 
     def event_ids(self) -> list[str]:
         with self._changed:
@@ -381,6 +408,8 @@ class _Recorder:
         with self._changed:
             self._entries.clear()
             self._event_ids.clear()
+            self._times = array.array("d")
+            self._received = array.array("d")
             self._first_kept_seq = self._next_seq
             self._reset_counters()
 
@@ -1143,7 +1172,8 @@ class FakeEventBridge:
     """The stand-in, served by an asyncio loop on a background thread.
 
     Every public method is thread-safe. ``store`` bounds memory for long benchmark runs:
-    ``ids`` keeps only EventIds, ``counts`` only the counters.
+    ``ids`` keeps only EventIds, ``times`` only each entry's ``Time`` and ``received_at``
+    (``entries`` gives those), ``counts`` only the counters.
 
     ``max_entry_bytes`` fails one entry (``InvalidArgument``); ``max_request_bytes`` (default: the
     same) fails the whole call with a 400 ``ValidationException``. With the default, an
