@@ -169,6 +169,7 @@ class Bridge:
     ) -> None:
         self.settings = settings
         self.tracing = tracing or build_tracing(settings)
+        self._traced = self.tracing.enabled  # read once: the calls are per record
         pipeline = settings.pipeline
         self.metrics = metrics or Metrics()
         self.health = health or Health(settings.telemetry.health_stall_seconds)
@@ -207,6 +208,7 @@ class Bridge:
         self._last_commit = float("-inf")
         self._counters: dict[tuple[int, str], Any] = {}
         self._tallies: dict[tuple[int, str], int] = {}
+        self._children: dict[tuple[int, str], Any] = {}
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -318,7 +320,8 @@ class Bridge:
         if epoch is None:
             return  # its partition was revoked while the record sat in the local queue
         self._count(self.metrics.records_consumed, record.topic)
-        self.tracing.consumed(record)
+        if self._traced:
+            self.tracing.consumed(record)
         try:
             entry = self.mapper.map(record)
         except RecordError as error:
@@ -328,7 +331,8 @@ class Bridge:
             self._count(self.metrics.records_filtered, record.topic)
             self.resolve(record, epoch)
             return
-        self.tracing.mapped(record, entry)
+        if self._traced:
+            self.tracing.mapped(record, entry)
         self.batcher.add(Pending(entry, record, epoch), now)
 
     def rewind(self, tp: PartitionId, offset: int) -> bool:
@@ -354,7 +358,7 @@ class Bridge:
     def _registry_error(self) -> None:
         self.metrics.dependency_error("schema_registry")
 
-    def _count(self, counter: Any, topic: str) -> None:
+    def _count(self, counter: Any, topic: str, count: int = 1) -> None:
         """Tally per record; :meth:`_flush_counts` adds the tallies once per loop turn (a
         labelled counter's ``inc`` takes a lock, which showed in profiles at two per record)."""
         key = (id(counter), topic)
@@ -363,7 +367,15 @@ class Bridge:
             if key not in self._counters:
                 self._counters[key] = counter.labels(topic=topic)
             tally = 0
-        self._tallies[key] = tally + 1
+        self._tallies[key] = tally + count
+
+    def _child(self, metric: Any, label: str) -> Any:
+        """A labelled child of a per-call metric, looked up once (``labels`` takes a lock)."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
 
     def _flush_counts(self) -> None:
         for key, tally in self._tallies.items():
@@ -403,26 +415,24 @@ class Bridge:
                 item.first_attempt_at = now
         self.metrics.batch_entries.observe(len(batch.items))
         self.metrics.batch_bytes.observe(batch.size)
-        self.tracing.publish_started(batch)
+        if self._traced:
+            self.tracing.publish_started(batch)
         self.publisher.submit(batch)
 
     def settle(self, completion: Completion, now: float) -> None:
         outcome = completion.outcome
         self.batcher.release(completion.batch)
-        self.metrics.publish_requests.labels(outcome=outcome.label).inc()
-        self.metrics.publish_duration.labels(outcome=outcome.label).observe(completion.duration)
-        self.tracing.publish_finished(completion.batch, outcome)
+        label = outcome.label
+        self._child(self.metrics.publish_requests, label).inc()
+        self._child(self.metrics.publish_duration, label).observe(completion.duration)
+        if self._traced:
+            self.tracing.publish_finished(completion.batch, outcome)
         self._judge_response(outcome.invalid_response, now)
         accepted, retry = outcome.accepted, outcome.retry
         if self.batcher.ordered and retry:
             accepted, retry = _keep_order(completion.batch, accepted, retry)
-        wall = time.time()
-        for item in accepted:
-            self._count(self.metrics.entries_published, item.record.topic)
-            if item.record.timestamp is not None:
-                latency = max(wall - item.record.timestamp / 1000, 0.0)
-                self.metrics.end_to_end_latency.observe(latency)
-            self.resolve(item.record, item.epoch)
+        if accepted:
+            self._accepted(accepted)
         if outcome.fatal is not None:
             raise outcome.fatal
         if outcome.call_error is None:
@@ -437,6 +447,32 @@ class Bridge:
                 item.solo = True
             code = outcome.call_error or "ValidationException"
             self.retry([(item, code) for item in outcome.split], now, delay=0.0)
+
+    def _accepted(self, accepted: list[Pending]) -> None:
+        """Resolve accepted entries: the hot path of every call, so the per-entry work is
+        only the offset and the latency; counts and the guard are fed once per call."""
+        wall_ms = time.time() * 1000
+        observe = self.metrics.end_to_end_latency.observe
+        resolve = self.tracker.resolve
+        resolved = 0
+        topic = accepted[0].record.topic
+        same_topic = True
+        for item in accepted:
+            record = item.record
+            if record.timestamp is not None:
+                observe(max(wall_ms - record.timestamp, 0.0) / 1000)
+            if resolve((record.topic, record.partition), record.offset, item.epoch):
+                resolved += 1
+            same_topic = same_topic and record.topic == topic
+        if same_topic:
+            self._count(self.metrics.entries_published, topic, len(accepted))
+        else:
+            for item in accepted:
+                self._count(self.metrics.entries_published, item.record.topic)
+        self.guard.delivered(resolved)
+        if self._traced:
+            for item in accepted:
+                self.tracing.resolved(item.record)
 
     def _dead_on_publish(self, dead: list[tuple[Pending, str, str]]) -> None:
         for item, code, message in dead:
@@ -505,8 +541,9 @@ class Bridge:
 
     def resolve(self, record: SourceRecord, epoch: int) -> None:
         if self.tracker.resolve((record.topic, record.partition), record.offset, epoch):
-            self.guard.record(dead=False)
-        self.tracing.resolved(record)
+            self.guard.delivered(1)
+        if self._traced:
+            self.tracing.resolved(record)
 
     def dead_letter(
         self, record: SourceRecord, error: RecordError, attempts: int, epoch: int
@@ -526,7 +563,7 @@ class Bridge:
         self.dead_letters.send(record, error, attempts, _Token(epoch, error.stage))
         # Judged when the decision is made, not when the topic confirms it, so that a bad
         # deploy stops within one window instead of after a whole consumed batch.
-        self.guard.record(dead=True)
+        self.guard.dead_lettered()
         if self.guard.tripped and self.fatal is None:
             self.fatal = FatalError(
                 "DeadLetterRatioExceeded",

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -38,9 +40,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from kafka_eventbridge import __version__
 from kafka_eventbridge.classify import CALL_CODES, ENTRY_CODES, Kind
@@ -120,11 +124,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = LoopHistogram(
             f"{PREFIX}_end_to_end_latency_seconds",
             "From the record's Kafka timestamp to EventBridge accepting its entry.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         self.oldest_unresolved_age = gauge(
             "oldest_unresolved_age_seconds",
@@ -158,17 +162,14 @@ class Metrics:
             "consumer_lag_last_refresh_timestamp_seconds",
             "When consumer_lag_records was last read from the brokers (Unix time).",
         )
-        self.batch_entries = Histogram(
-            f"{PREFIX}_batch_entries",
-            "Entries per publish call.",
-            buckets=(1, 2, 5, 10, 15, 20),
-            registry=r,
+        self.batch_entries = LoopHistogram(
+            f"{PREFIX}_batch_entries", "Entries per publish call.", (1, 2, 5, 10, 15, 20), r
         )
-        self.batch_bytes = Histogram(
+        self.batch_bytes = LoopHistogram(
             f"{PREFIX}_batch_bytes",
             "Bytes per publish call, as EventBridge counts them.",
-            buckets=(1024, 4096, 16384, 65536, 131072, 262144, 524288, 1048576),
-            registry=r,
+            (1024, 4096, 16384, 65536, 131072, 262144, 524288, 1048576),
+            r,
         )
         self.buffered_records = gauge("buffered_records", "Records consumed and not yet resolved.")
         self.buffered_bytes = gauge("buffered_bytes", "Bytes of records not yet resolved.")
@@ -233,6 +234,41 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LoopHistogram:
+    """A histogram observed by the main loop alone (once per entry for the latency), exported
+    at each scrape. ``observe`` is a bisect and two additions, without the lock and the two
+    locked counters of prometheus_client's ``Histogram`` (a tenth of the loop's own work per
+    record in profiles). A scrape thread reads while the loop adds: it copies the buckets
+    once and derives the count from them, so each scrape is consistent in itself."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = tuple(float(b) for b in buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound (+Inf)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        counts, total = list(self._counts), self._sum
+        buckets, cumulative = [], 0
+        for bound, count in zip((*self._bounds, math.inf), counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, total)
+        yield family
 
 
 class Health:

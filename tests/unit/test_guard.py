@@ -52,3 +52,17 @@ def test_ratio_one_never_trips() -> None:
 def test_window_of_one() -> None:
     assert fed(0.5, 1, ".D").tripped
     assert not fed(0.5, 1, "D.").tripped
+
+
+@pytest.mark.parametrize("outcomes", ["DD.D....DDD.D", "D" * 7 + "." * 3, "..D.D.D.D"])
+def test_delivered_in_bulk_judges_as_one_at_a_time(outcomes: str) -> None:
+    bulk, done = DeadLetterGuard(0.5, 4), 0
+    for run in outcomes.replace("D", " D ").split():
+        if run == "D":
+            bulk.dead_lettered()
+        else:
+            bulk.delivered(len(run))
+        done += len(run)
+        one_at_a_time = fed(0.5, 4, outcomes[:done])
+        assert (bulk.ratio, bulk.tripped) == (one_at_a_time.ratio, one_at_a_time.tripped)
+    assert bulk.tripped is fed(0.5, 4, outcomes).tripped
