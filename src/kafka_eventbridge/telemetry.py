@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import logging
+import math
 import sys
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +51,8 @@ from kafka_eventbridge.classify import CALL_CODES, ENTRY_CODES, Kind
 from kafka_eventbridge.errors import Stage
 
 PREFIX = "kafka_eventbridge"
+# A bucket bound as prometheus_client's own histograms write it (untyped in the library).
+_le = cast(Callable[[float], str], floatToGoString)
 
 # Label values known before the first event, created at zero (see the module docstring).
 PUBLISH_OUTCOMES = ("success", "partial_failure", "error", "invalid_response")
@@ -265,7 +267,7 @@ class LoopHistogram:
         buckets, cumulative = [], 0
         for bound, count in zip((*self._bounds, math.inf), counts, strict=True):
             cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))
+            buckets.append((_le(bound), cumulative))
         family = HistogramMetricFamily(self.name, self.documentation)
         family.add_metric([], buckets, total)
         yield family
