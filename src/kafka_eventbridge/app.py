@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import logging
 import random
 import time
@@ -67,6 +68,22 @@ SYNC_COMMIT_ATTEMPTS = 3
 # which held the bridge to 24k entries/s (37k without pauses). Rebalance and commit callbacks
 # run inside consume, so they wait at most this long.
 BACKPRESSURE_HOLD = 1.0
+# The cyclic garbage collector's first generation threshold. Each record makes a few objects
+# that reference counting frees; at the default (700 allocations) the collector still ran
+# thousands of times a second, walking the young buffered records each time: ~11% of the
+# loop's work per record (benchmarks.micro loop, 9.9 -> 8.8 us with this, 8.5 with no
+# collector at all).
+GC_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """For the process that runs the loop, once set up: what was made at start-up (botocore's
+    service models, settings, the mapping) leaves the collector's reach for good, and the
+    young generation is collected less often."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 10)
+
+
 ORDER_KEPT = "OrderKept"  # retry reason: accepted, sent again behind an earlier failed entry
 
 

@@ -40,7 +40,7 @@ def _config_problem(exc: ConfigError) -> int:
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
-    from kafka_eventbridge.app import Bridge
+    from kafka_eventbridge.app import Bridge, tune_garbage_collector
     from kafka_eventbridge.telemetry import Health, HttpServer, Metrics, configure_logging
 
     try:
@@ -71,6 +71,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
             "http_port": http.port,
         },
     )
+    tune_garbage_collector()
     code = bridge.run()
     http.stop()
     return code

@@ -6,9 +6,10 @@ import re
 import urllib.request
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from kafka_eventbridge.errors import Stage
-from kafka_eventbridge.telemetry import DEPENDENCIES, Health, HttpServer, Metrics
+from kafka_eventbridge.telemetry import DEPENDENCIES, Health, HttpServer, LoopHistogram, Metrics
 
 
 def started() -> Health:
@@ -147,3 +148,18 @@ def test_per_topic_counters_start_at_zero_once_the_topic_is_assigned() -> None:
     values = samples(scrape(metrics, started())[0])
     for name in ("records_consumed", "records_filtered", "entries_published"):
         assert values[f'kafka_eventbridge_{name}_total{{topic="orders"}}'] == 0
+
+
+def test_loop_histogram_exports_cumulative_buckets_count_and_sum() -> None:
+    registry = CollectorRegistry()
+    histogram = LoopHistogram("demo_seconds", "A demo.", (0.1, 1, 2_000_000), registry)
+    for value in (0.05, 0.1, 0.5, 3, 5_000_000):
+        histogram.observe(value)
+
+    def sample(suffix: str, **labels: str) -> float | None:
+        return registry.get_sample_value(f"demo_seconds{suffix}", labels)
+
+    assert [sample("_bucket", le=le) for le in ("0.1", "1.0", "2e+06", "+Inf")] == [2, 3, 4, 5]
+    assert sample("_count") == 5
+    assert sample("_sum") == pytest.approx(5_000_003.65)
+    assert b"# TYPE demo_seconds histogram" in generate_latest(registry)
