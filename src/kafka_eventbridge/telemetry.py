@@ -183,7 +183,8 @@ class Metrics:
             ("topic", "partition"),
         )
         self.backpressure_paused = gauge(
-            "backpressure_paused", "1 while fetching is paused because the buffer is full."
+            "backpressure_paused",
+            "1 while the buffer is at its bound (no records taken; partitions paused after 1 s).",
         )
         self.assigned_partitions = gauge(
             "assigned_partitions", "Partitions assigned to this bridge."
