@@ -1,16 +1,16 @@
 """Produce→accepted latency at a steady rate, with the bridge's default settings.
 
 A producer (linger 5 ms, as a latency-minded application would set it) writes records at a
-fixed rate into an empty 12-partition topic that a running bridge consumes. Each entry's Time
-is the record's CreateTime (the bridge's default mapping), and the stand-in stamps when it
-accepted it; the latency is the difference, both from this machine's wall clock, at
-millisecond resolution. The stand-in keeps only those two times an entry (store mode
-``times``): keeping whole entries cost it ~3x the CPU and, at 24k entries/s, made it the
-bottleneck (its garbage collector walking every dict it kept). Before the measured bridge
-starts, a warm-up bridge carries the same load on a scratch topic (see
-``BROKER_WARM_UP_SECONDS``). The first seconds of the measured bridge (the group's first
-fetches, connections, botocore's lazy loading, the backlog they leave) are reported apart as
-warm-up; the percentiles are of the steady state after them.
+fixed rate into a 12-partition topic that a running bridge consumes. Each entry's Time is the
+record's CreateTime (the bridge's default mapping), and the stand-in stamps when it accepted
+it; the latency is the difference, both from this machine's wall clock, at millisecond
+resolution. The stand-in keeps only those two times an entry (store mode ``times``): keeping
+whole entries cost it ~3x the CPU and, at 24k entries/s, made it the bottleneck (its garbage
+collector walking every dict it kept). Before the measured bridge starts, a warm-up bridge of
+the same group carries the same load on the same topic (see ``BROKER_WARM_UP_SECONDS``); the
+measured one starts where it committed. Its first seconds (joining the group, first fetches
+and connections, the backlog they leave) are reported apart as warm-up; the percentiles are
+of the steady state after them.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeClient
 
 WARM_UP_SECONDS = 5.0
-# Before the measured bridge starts, another bridge carries the same load for this long on a
-# topic of its own: a broker fresh to a load spends 1-1.4 cores for its first ~10 s of it
-# (the JVM compiling its produce and fetch paths), which on this 2-core machine starved
-# everything else and showed as a backlog at the start of every run. A production broker is
-# warm, and has machines of its own.
+# Before the measured bridge starts, another bridge of the same group carries the same load on
+# the same topic for this long. A broker fresh to a topic and group spent 0.9-1.4 cores on
+# them for their first 5-10 s (the JVM compiling its produce and fetch paths; new segments
+# and group state), which on this 2-core machine starved everything else: records waited
+# 0.3-0.8 s in Kafka through the first 8 s of a run, whether or not a scratch topic had
+# warmed the broker before. A production broker is warm, and has machines of its own.
 BROKER_WARM_UP_SECONDS = 10.0
 _LOG = logging.getLogger("benchmarks.librdkafka")
 
@@ -114,19 +115,20 @@ def run_latency(
     control = FakeEventBridgeClient(stand_in_url, timeout=60)
     topic = unique("bench-latency")
     broker.create_topic(topic, PARTITIONS)
-    scratch = unique("bench-latency-warm-up")
-    broker.create_topic(scratch, PARTITIONS)
-    warm_up_log = log.with_name(f"{log.stem}-warm-up{log.suffix}")
-    env = bridge_env(broker, scratch, stand_in_url, overrides)
-    warming = BridgeProcess(env, warm_up_log).start()
+    env = bridge_env(broker, topic, stand_in_url, overrides)
+    warming = BridgeProcess(env, log.with_name(f"{log.stem}-warm-up{log.suffix}")).start()
     try:
         _wait_ready(warming)
-        produce_paced(broker, scratch, rate, BROKER_WARM_UP_SECONDS)
+        produce_paced(broker, topic, rate, BROKER_WARM_UP_SECONDS)
     finally:
-        warming.stop()
+        warm_up_code = warming.stop()
+    if warm_up_code != 0:
+        raise BridgeRunError(f"the warm-up bridge exited with {warm_up_code}:\n{warming.tail()}")
     control.clear()
     since = control.entries_page(0, 0)[1]
-    bridge = BridgeProcess(bridge_env(broker, topic, stand_in_url, overrides), log).start()
+    # The measured bridge takes over the warm-up's group where it committed: a running
+    # topic and group, with a bridge (re)started on them.
+    bridge = BridgeProcess(env, log).start()
     stats = StandInStats(stand_in_url)
     try:
         _wait_ready(bridge)

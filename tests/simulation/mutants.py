@@ -83,10 +83,19 @@ def retry_outside_lane() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def hold_without_end() -> Iterator[None]:
+    """At the buffer bound, stop polling until the buffer drains, however long that takes
+    (no pause): rebalance and commit callbacks, and the group membership, wait with it."""
+    with mock.patch.object(app, "BACKPRESSURE_HOLD", float("inf")):
+        yield
+
+
 MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "commit-highest": commit_highest,
     "skip-epoch-check": skip_epoch_check,
     "accept-empty-200": accept_empty_200,
     "assume-async-commits": assume_async_commits,
     "retry-outside-lane": retry_outside_lane,
+    "hold-without-end": hold_without_end,
 }

@@ -23,6 +23,8 @@ After every loop turn it checks the invariants (:class:`Violation` names the bro
   does not filter;
 * *bounds*: buffered records and bytes within the backpressure bound (the limit plus one
   consume batch), in-flight calls within ``BRIDGE_MAX_IN_FLIGHT_REQUESTS``;
+* *polling*: the consumer is polled at least every ``BACKPRESSURE_HOLD`` plus one turn's
+  wait, so rebalance and commit callbacks are served and the member stays in the group;
 * *fencing*: nothing of a revoked or rewound assignment is sent or dead-lettered again;
 * *ordering* (``BRIDGE_ORDERING=partition``): one call in flight per partition, and within
   an assignment the entries, each counted at its last acceptance, are in offset order;
@@ -43,7 +45,7 @@ import orjson
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from kafka_eventbridge import classify
-from kafka_eventbridge.app import Bridge
+from kafka_eventbridge.app import BACKPRESSURE_HOLD, IDLE_WAIT, Bridge
 from kafka_eventbridge.batching import Batch, Pending
 from kafka_eventbridge.consumer import CommitListener, RebalanceListener
 from kafka_eventbridge.errors import FatalError, RecordError
@@ -348,6 +350,7 @@ class SimConsumer:
         self.paused: set[PartitionId] = set()
         self.positions: dict[PartitionId, int] = {}
         self.events: deque[tuple[str, list[PartitionId]]] = deque()
+        self.polled_at = world.clock.now  # when consume last returned
         self.reports: list[_Report] = []
         self.closed = False
 
@@ -362,6 +365,7 @@ class SimConsumer:
         messages = self._fetch(count)
         if not messages and timeout > 0:
             world.clock.sleep(timeout)
+        self.polled_at = world.clock.now
         return messages
 
     def _rebalance(self) -> None:
@@ -686,6 +690,14 @@ class Simulation:
         limit = pipeline.max_buffered_records - 1 + pipeline.consume_batch_size
         if tracker.buffered_records > limit:
             self.violation(f"{tracker.buffered_records} records buffered, bound {limit}")
+        consumer = self.consumer
+        # A turn waits at most IDLE_WAIT; a sim turn's own step and a publish result's
+        # latency are not waited on longer than that either.
+        gap = BACKPRESSURE_HOLD + IDLE_WAIT + 2 * TURN
+        if consumer is not None and self.clock.now - consumer.polled_at > gap:
+            self.violation(
+                f"the consumer was not polled for {self.clock.now - consumer.polled_at:.2f}s"
+            )
 
     def check_order(self, incarnation: int, tp: PartitionId, epoch: int, offset: int) -> None:
         """Within an assignment, an entry is accepted for good only after every earlier one
