@@ -117,11 +117,18 @@ def run_latency(
     broker.create_topic(topic, PARTITIONS)
     env = bridge_env(broker, topic, stand_in_url, overrides)
     warming = BridgeProcess(env, log.with_name(f"{log.stem}-warm-up{log.suffix}")).start()
+    warm_up_stats = StandInStats(stand_in_url)
     try:
         _wait_ready(warming)
-        produce_paced(broker, topic, rate, BROKER_WARM_UP_SECONDS)
+        control.clear()
+        warm_up_sent = produce_paced(broker, topic, rate, BROKER_WARM_UP_SECONDS)
+        # Caught up before it leaves, so the measured bridge starts with nothing behind it.
+        deadline = time.monotonic() + 60
+        while warm_up_stats.accepted() < warm_up_sent and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         warm_up_code = warming.stop()
+        warm_up_stats.close()
     if warm_up_code != 0:
         raise BridgeRunError(f"the warm-up bridge exited with {warm_up_code}:\n{warming.tail()}")
     control.clear()
