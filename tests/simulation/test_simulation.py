@@ -22,6 +22,7 @@ from tests.simulation.world import (
     NORMAL,
     POISON,
     Faults,
+    SimConsumer,
     Simulation,
     Violation,
 )
@@ -171,14 +172,20 @@ def test_a_buffer_of_one_record_pauses_and_resumes() -> None:
     turns_until(sim, lambda: sim.truth.committed.get(TP) == 10)
 
 
+def at_the_bound(latency: float) -> tuple[Simulation, SimConsumer]:
+    """A bridge that has just reached its buffer bound, behind an endpoint this slow."""
+    sim = directed([NORMAL] * 400, BRIDGE_MAX_BUFFERED_RECORDS="100")
+    sim.faults = Faults(latency=(latency, latency))
+    assert sim.consumer is not None
+    turns_until(sim, lambda: sim.bridge.backpressure)
+    return sim, sim.consumer
+
+
 def test_a_short_burst_over_the_bound_stops_consuming_without_pausing() -> None:
     # librdkafka drops a paused partition's prefetch and is slow to deliver after a resume:
-    # a buffer that falls to half its bound within BACKPRESSURE_HOLD is never paused.
-    sim = directed([NORMAL] * 400, BRIDGE_MAX_BUFFERED_RECORDS="100")
-    sim.faults = Faults(latency=(0.2, 0.2))
-    bridge, consumer = sim.bridge, sim.consumer
-    assert consumer is not None
-    turns_until(sim, lambda: bridge.backpressure)
+    # a buffer that falls below the bound within BACKPRESSURE_HOLD is never paused.
+    sim, consumer = at_the_bound(latency=0.2)
+    bridge = sim.bridge
     consumed, held_at = consumer.positions[TP], sim.clock.now
     while bridge.backpressure:
         assert consumer.paused == set(), "paused for a burst"
@@ -189,11 +196,7 @@ def test_a_short_burst_over_the_bound_stops_consuming_without_pausing() -> None:
 
 
 def test_a_bound_that_holds_longer_pauses_the_partitions_and_keeps_polling() -> None:
-    sim = directed([NORMAL] * 400, BRIDGE_MAX_BUFFERED_RECORDS="100")
-    sim.faults = Faults(latency=(3.0, 3.0))
-    bridge, consumer = sim.bridge, sim.consumer
-    assert consumer is not None
-    turns_until(sim, lambda: bridge.backpressure)
+    sim, consumer = at_the_bound(latency=3.0)
     held_at = sim.clock.now
     turns_until(sim, lambda: consumer.paused == {TP})
     assert sim.clock.now - held_at >= BACKPRESSURE_HOLD
