@@ -217,7 +217,7 @@ class Bridge:
         self.ages = WatermarkAge()
         self.phase = Phase.RUNNING
         self.fatal: FatalError | None = None
-        self.backpressure = False  # over the buffer bound, until below half of it
+        self.backpressure = False  # at the buffer bound, until a batch fits (half, once paused)
         self._hold_until: float | None = None  # at the bound: not consuming before this
         self.paused: set[PartitionId] = set()  # the partitions it paused
         self._seeking: set[PartitionId] = set()  # rewound in this turn: drop what was fetched
