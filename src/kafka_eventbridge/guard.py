@@ -21,12 +21,6 @@ class DeadLetterGuard:
         self._seen = 0  # records resolved so far
         self._dead: deque[int] = deque()  # positions of dead letters among the last window
 
-    def record(self, dead: bool) -> None:
-        if dead:
-            self.dead_lettered()
-        else:
-            self.delivered(1)
-
     def delivered(self, count: int) -> None:
         if self.max_ratio > 0:
             self._seen += count

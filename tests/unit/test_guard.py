@@ -11,7 +11,10 @@ def fed(max_ratio: float, window: int, outcomes: str) -> DeadLetterGuard:
     """A guard after these outcomes: ``D`` dead-lettered, ``.`` delivered."""
     guard = DeadLetterGuard(max_ratio, window)
     for outcome in outcomes:
-        guard.record(dead=outcome == "D")
+        if outcome == "D":
+            guard.dead_lettered()
+        else:
+            guard.delivered(1)
     return guard
 
 
