@@ -3,8 +3,9 @@
 The run is timed by the stand-in's counters, polled over one keep-alive connection: from the
 first poll that sees an accepted entry to the first that sees them all, so start-up and the
 group join are not counted, and the entries counted are those accepted in between. Then it
-waits for the group's committed offsets to cover the topic, reads the process's peak RSS
-(``VmHWM``) and CPU time from ``/proc``, and stops it with SIGTERM (it must exit 0).
+waits for the group's committed offsets to cover the topic, reads the peak RSS (``VmHWM``) and
+CPU time from ``/proc`` of the bridge and its child (the crt path's HTTP process), summed, and
+stops it with SIGTERM (it must exit 0).
 """
 
 from __future__ import annotations
@@ -101,7 +102,31 @@ def _proc_status(pid: int, key: str) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
+def children(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (the crt path's HTTP process), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def treecpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (the bridge is two processes on the crt path)."""
+    return sum(cpu_seconds(p) for p in (pid, *children(pid)))
+
+
+def tree_peak_rss(pid: int) -> int:
+    """Peak RSS of a process plus its children's: pages they share are counted twice, so this
+    overstates the memory they take together."""
+    return sum(_proc_status(p, "VmHWM") for p in (pid, *children(pid)))
+
+
+def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc/<pid>/stat."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -245,12 +270,14 @@ class Window:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of a process's threads, grouped: the main thread, librdkafka's, the rest.
+    """CPU seconds of a process's threads, grouped: the main thread, librdkafka's, the rest,
+    and its child processes (the crt path's HTTP process).
 
     The rest are Python threads (publisher workers, the HTTP server): Python does not name
     OS threads, librdkafka does (``rdk:...``).
     """
     groups: dict[str, float] = {"main": 0.0, "librdkafka": 0.0, "other threads": 0.0}
+    groups["child processes"] = sum(cpu_seconds(child) for child in children(pid))
     ticks = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -274,7 +301,7 @@ def _machine_ticks() -> tuple[int, int]:
 def _cpu_of(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds of each peer process, and ``machine`` busy ticks (for the busy share)."""
     busy, total = _machine_ticks()
-    return {**{name: _cpu_seconds(pid) for name, pid in pids.items()}, "_busy": busy, "_all": total}
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "_busy": busy, "_all": total}
 
 
 def wait_for_entries(
@@ -296,13 +323,13 @@ def wait_for_entries(
         count = stats.accepted()
         now = time.monotonic()
         if count > start and first is None:
-            first = (now, count, _cpu_seconds(bridge.pid), _cpu_of(peers))
+            first = (now, count, treecpu_seconds(bridge.pid), _cpu_of(peers))
             threads = thread_cpu(bridge.pid)
         if count >= target and first is not None:
             peers_cpu = {k: v - first[3][k] for k, v in _cpu_of(peers).items()}
             # Share of all cores busy (anyone's), a measure of contention in the window.
             peers_cpu["machine_busy"] = peers_cpu.pop("_busy") / max(peers_cpu.pop("_all"), 1)
-            cpu = _cpu_seconds(bridge.pid) - first[2]
+            cpu = treecpu_seconds(bridge.pid) - first[2]
             by_thread = {k: v - threads.get(k, 0.0) for k, v in thread_cpu(bridge.pid).items()}
             return Window(now - first[0], count - first[1], cpu, peers_cpu, by_thread)
         if count != last_count:
@@ -347,7 +374,7 @@ def run_bridge(
             stats, bridge, start_count, records, timeout=timeout, peers=peers or {}
         )
         committed = wait_committed(broker, bridge.group, topic, records)
-        peak = _proc_status(bridge.pid, "VmHWM")
+        peak = tree_peak_rss(bridge.pid)
     finally:
         code = bridge.stop()
         stats.close()

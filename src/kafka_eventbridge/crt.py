@@ -2,10 +2,11 @@
 
 botocore spends ~315 µs of Python a call on its HTTP session and signer (docs/performance.md).
 Here the request body is built once with orjson by the caller, and everything after that runs in
-awscrt's native code: SigV4 (SigV4a for a global endpoint) with ``awscrt.auth``, and the exchange
-over a small pool of keep-alive ``awscrt.http`` connections driven by awscrt's own event loop
-thread. Python runs only to start a call and, on the caller's thread, to read its answer; no
-Python thread waits on a socket.
+awscrt's native code, in a small child process (:mod:`kafka_eventbridge.crt_process`): SigV4
+(SigV4a for a global endpoint) with ``awscrt.auth``, and the exchange over a pool of keep-alive
+``awscrt.http`` connections driven by awscrt's event-loop thread. The bridge writes each call's
+body to a pipe and reads the status, headers and body of its answer back; no Python thread of
+the bridge waits on a socket, and awscrt's callbacks never wait for the bridge's GIL.
 
 What stays botocore's, through its public API, so the bridge behaves as any boto3 program:
 
@@ -15,7 +16,7 @@ What stays botocore's, through its public API, so the bridge behaves as any boto
   proxies come from ``client.meta.config``;
 - **the credentials**: the session's credentials object (``get_frozen_credentials()`` on each
   signature), so IRSA, EKS Pod Identity, profiles, SSO, containers and instance roles refresh
-  before they expire as botocore makes them; awscrt sees them through a delegate provider;
+  before they expire as botocore makes them; the HTTP process is sent them when they change;
 - **the errors**: a non-2xx answer becomes the ``ClientError`` subclass botocore would raise
   (``client.exceptions.from_code``), with ``Code``, ``Message`` and the HTTP status; a refused
   or failed connection becomes ``EndpointConnectionError`` / ``ConnectTimeoutError``, a dropped
@@ -34,24 +35,23 @@ replaces the system's trust store.
 
 from __future__ import annotations
 
-import io
+import contextlib
+import fcntl
+import itertools
+import logging
 import os
-import queue
-import threading
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from awscrt import auth, http
-from awscrt import io as crt_io
-from awscrt.exceptions import AwsCrtError
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -62,7 +62,19 @@ from botocore.exceptions import (
 )
 
 from kafka_eventbridge import __version__
+from kafka_eventbridge.crt_process import (
+    ANSWER,
+    CALL,
+    CONNECTED,
+    FAILED,
+    TIMED_OUT,
+    FrameReader,
+    frame,
+    write_all,
+)
 from kafka_eventbridge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _JSON_1_1 = "application/x-amz-json-1.1"
 # Error codes that mean "the signature's time is off", as the AWS SDKs list them.
@@ -77,7 +89,14 @@ _SKEW_CODES = frozenset(
     }
 )
 _SKEW_THRESHOLD = timedelta(minutes=5)
-_TIMEOUT_CHECK_SECONDS = 0.05
+# Should the HTTP process not answer a call at all, it fails this long after its own
+# timeouts (connect, then read) would have.
+_LAST_RESORT_GRACE_SECONDS = 5.0
+_LAST_RESORT_CHECK_SECONDS = 0.5
+_STOP_SECONDS = 5.0
+_RESTART_SECONDS = 1.0  # at most one new HTTP process a second
+_PIPE_BYTES = 1 << 20
+_PROCESS_MODULE = "kafka_eventbridge.crt_process"
 
 
 @dataclass(frozen=True)
@@ -113,52 +132,55 @@ class Endpoint:
 
 
 class Credentials:
-    """botocore's credentials, as awscrt wants them: the one source is the boto3 session."""
+    """botocore's credentials: the one source is the boto3 session."""
 
     def __init__(self, source: Any) -> None:
         self._source = source
-        self._frozen: Any = None
-        self._crt: auth.AwsCredentials | None = None
-        self.provider = auth.AwsCredentialsProvider.new_delegate(self._delegate)
 
-    def current(self) -> auth.AwsCredentials:
-        """The credentials in force now; botocore refreshes them ahead of expiry. Raises
-        botocore's own errors (``NoCredentialsError``, a failed refresh) for the classifier."""
+    def current(self) -> Any:
+        """The frozen credentials in force now; botocore refreshes them ahead of expiry.
+        Raises botocore's own errors (``NoCredentialsError``, a failed refresh) for the
+        classifier."""
         if self._source is None:
             raise NoCredentialsError()
-        frozen = self._source.get_frozen_credentials()
-        if frozen != self._frozen or self._crt is None:
-            self._crt = auth.AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
-            self._frozen = frozen
-        return self._crt
-
-    def _delegate(self) -> auth.AwsCredentials:
-        # awscrt asks during aws_sign_request, which runs right after current() on the same
-        # thread: the credentials just fetched are the ones in force.
-        return self._crt or self.current()
+        return self._source.get_frozen_credentials()
 
 
 @dataclass(eq=False)
 class _Call:
+    id: int
     key: Any
     body: bytes
-    deadline: float = 0.0
-    connection: http.HttpClientConnection | None = None
-    status: int = 0
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
-    error: BaseException | None = None
-    timed_out: bool = False
+    deadline: float  # a last resort, should the HTTP process not answer at all
     skew_retried: bool = False
-    finished: float = 0.0
+
+
+class _Answer(NamedTuple):
+    status: int
+    flags: int
+    headers: list[tuple[str, str]]
+    error_name: str
+    error_text: str
+    body: bytes
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    requests: int  # the pipe's end we write calls to
+    answers: FrameReader
+    credentials: Any = None  # the frozen credentials last sent
 
 
 class CrtTransport:
     """Sends signed JSON 1.1 calls of one operation; results come back from ``results()``.
 
-    ``send`` and ``results`` are called from one thread (the bridge's main loop). awscrt's
-    callbacks only record what arrived and put the call on a queue; the answer is parsed on
-    the calling thread. At most ``pool_size`` calls are in flight, one per connection.
+    The HTTP work happens in a child process (:mod:`kafka_eventbridge.crt_process`): the
+    bridge sends it each call's body and reads back each call's status, headers and body;
+    the answer is parsed here, on the calling thread. ``send`` and ``results`` are called from
+    one thread (the bridge's main loop). At most ``pool_size`` calls are in flight, one per
+    connection. Should the process die, the calls in flight fail as ``ConnectionClosedError``
+    (retried as any dropped connection) and the next call starts a new one.
     """
 
     def __init__(
@@ -172,53 +194,47 @@ class CrtTransport:
         self.endpoint = Endpoint.of(client, endpoint_id)
         self._exceptions = client.exceptions
         self._operation = operation
-        self._target = f"AWSEvents.{operation}"
         config = client.meta.config
-        self._read_timeout = float(config.read_timeout)
-        self._connect_timeout = float(config.connect_timeout)
-        self._pool_size = pool_size
+        read_timeout = float(config.read_timeout)
+        connect_timeout = float(config.connect_timeout)
+        self._last_resort = connect_timeout + read_timeout + _LAST_RESORT_GRACE_SECONDS
         self._credentials = Credentials(credentials)
         parts = self.endpoint.parts
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
-        self._host_header = self._host if default_port else f"{self._host}:{self._port}"
-        self._path = parts.path or "/"
         self._url = self.endpoint.url
-        self._loop = crt_io.EventLoopGroup(1)
-        self._bootstrap = crt_io.ClientBootstrap(self._loop, crt_io.DefaultHostResolver(self._loop))
-        self._socket = crt_io.SocketOptions()
-        self._socket.connect_timeout_ms = int(self._connect_timeout * 1000)
-        self._socket.keep_alive = True
-        self._tls = _tls(parts.scheme, self._host)
-        self._proxy = _proxy(parts.scheme, self._host, getattr(config, "proxies", None))
-        self._signing = self._signing_config(None)
-        self._offset = timedelta(0)
-        self._lock = threading.Lock()
-        self._idle: list[http.HttpClientConnection] = []
-        self._open = 0  # connections open or opening
-        self._active: set[_Call] = set()
-        self._done: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self._next_check = 0.0
-        self._headers = [
-            ("Host", self._host_header),
-            ("Content-Type", _JSON_1_1),
-            ("X-Amz-Target", self._target),
-            ("User-Agent", f"kafka-eventbridge/{__version__} awscrt"),
-        ]
-
-    def _signing_config(self, date: datetime | None) -> auth.AwsSigningConfig:
-        return auth.AwsSigningConfig(
-            algorithm=(
-                auth.AwsSigningAlgorithm.V4_ASYMMETRIC
-                if self.endpoint.sigv4a
-                else auth.AwsSigningAlgorithm.V4
-            ),
-            credentials_provider=self._credentials.provider,
-            region=self.endpoint.region,
-            service="events",
-            date=date,
+        self._settings = orjson.dumps(
+            {
+                "host": host,
+                "port": port,
+                "tls": parts.scheme == "https",
+                "ca_bundle": os.environ.get("AWS_CA_BUNDLE") or None,
+                "path": parts.path or "/",
+                "headers": [
+                    ("Host", host if default_port else f"{host}:{port}"),
+                    ("Content-Type", _JSON_1_1),
+                    ("X-Amz-Target", f"AWSEvents.{operation}"),
+                    ("User-Agent", f"kafka-eventbridge/{__version__} awscrt"),
+                ],
+                "region": self.endpoint.region,
+                "sigv4a": self.endpoint.sigv4a,
+                "connect_timeout": connect_timeout,
+                "read_timeout": read_timeout,
+                "pool_size": pool_size,
+                "proxy": _proxy(parts.scheme, host, getattr(config, "proxies", None)),
+            }
         )
+        self._offset = timedelta(0)
+        self._ids = itertools.count(1)
+        self._active: dict[int, _Call] = {}
+        self._failed: list[tuple[_Call, Exception]] = []  # answered here, not by the process
+        self._connections = 0
+        self._next_check = 0.0
+        self._queued: list[bytes] = []  # frames for the HTTP process, written by _flush
+        self._queued_bytes = 0
+        self._restart_at = 0.0
+        self._worker: _Worker | None = self._start_worker()
 
     @property
     def in_flight(self) -> int:
@@ -226,213 +242,194 @@ class CrtTransport:
 
     @property
     def connections(self) -> int:
-        """Connections open or opening: at most one per call in flight, and ``pool_size``
-        kept idle for the next calls."""
-        with self._lock:
-            return self._open
+        """Connections open or opening, as of the last answer: at most one per call in
+        flight, and ``pool_size`` kept idle for the next calls."""
+        return self._connections
+
+    @property
+    def process_id(self) -> int | None:
+        """The HTTP process's id (None until the next call starts one)."""
+        return self._worker.process.pid if self._worker is not None else None
+
+    def _start_worker(self) -> _Worker:
+        self._restart_at = time.monotonic() + _RESTART_SECONDS
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        for fd in (to_child, to_parent):
+            _grow_pipe(fd)
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kafka_eventbridge.crt_process",
+                    str(to_child),
+                    str(from_child),
+                ],
+                pass_fds=(to_child, from_child),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (to_child, from_parent, to_parent, from_child):
+                os.close(fd)
+            raise
+        os.close(to_child)
+        os.close(from_child)
+        worker = _Worker(process, from_parent, FrameReader(to_parent))
+        write_all(worker.requests, frame(self._settings))
+        return worker
 
     def send(self, key: Any, body: bytes) -> None:
         """Start a call; its result comes out of ``results()`` with this key."""
-        call = _Call(key, body)
-        self._active.add(call)
-        try:
-            self._start(call)
-        except BaseException:
-            self._active.discard(call)
-            raise
+        frozen = self._credentials.current()  # raises NoCredentialsError et al. as botocore
+        call = _Call(next(self._ids), key, body, time.monotonic() + self._last_resort)
+        self._active[call.id] = call
+        self._send(call, frozen)
 
-    def _start(self, call: _Call) -> None:
-        # Until connected (TCP and TLS), the connect timeout applies; then the read timeout.
-        call.deadline = time.monotonic() + self._connect_timeout
-        with self._lock:
-            connection = None
-            while self._idle and connection is None:
-                candidate = self._idle.pop()
-                if candidate.is_open():
-                    connection = candidate
-                else:
-                    self._open -= 1
-            if connection is None:
-                self._open += 1
-        if connection is not None:
-            self._request(call, connection)
+    def _send(self, call: _Call, frozen: Any) -> None:
+        """Queue the call for the HTTP process; the queue is written at the next
+        ``results()`` (the loop's next turn), so the calls of one turn take one write."""
+        worker = self._worker
+        if worker is None:
+            if time.monotonic() < self._restart_at:  # not a new process a call while it crashes
+                error = ConnectionClosedError(endpoint_url=self._url, error="no HTTP process")
+                self._failed.append((call, error))
+                return
+            worker = self._worker = self._start_worker()
+        if frozen != worker.credentials:
+            keys = orjson.dumps([frozen.access_key, frozen.secret_key, frozen.token or ""])
+            self._queued.append(frame(b"C", keys))
+            worker.credentials = frozen
+        offset = self._offset.total_seconds()
+        self._queued.append(frame(b"S", CALL.pack(call.id, offset), call.body))
+        self._queued_bytes += len(call.body)
+        if self._queued_bytes >= _PIPE_BYTES // 4:
+            self._flush()
+
+    def _flush(self) -> None:
+        worker = self._worker
+        queued, self._queued, self._queued_bytes = self._queued, [], 0
+        if worker is None or not queued:
             return
         try:
-            future = http.HttpClientConnection.new(
-                self._host, self._port, self._bootstrap, self._socket, self._tls, self._proxy
-            )
-        except BaseException:
-            with self._lock:
-                self._open -= 1
-            raise
-        future.add_done_callback(lambda done: self._connected(call, done))
+            write_all(worker.requests, b"".join(queued))
+        except OSError:
+            self._died(worker)  # these calls too: they fail from results() with the others
 
-    def _connected(self, call: _Call, future: Future[http.HttpClientConnection]) -> None:
-        error = future.exception()
-        with self._lock:
-            expired = call.timed_out  # already reported as a connect timeout
-            if error is not None or expired:
-                self._open -= 1
-        if expired:
-            if error is None:
-                future.result().close()
+    def _died(self, worker: _Worker) -> None:
+        """The HTTP process is gone: every call in flight fails as a dropped connection."""
+        if self._worker is not worker:
             return
-        if error is not None:
-            call.error = error
-            call.finished = time.perf_counter()
-            self._done.put(call)
-            return
-        self._request(call, future.result())
-
-    def _request(self, call: _Call, connection: http.HttpClientConnection) -> None:
-        call.deadline = time.monotonic() + self._read_timeout
-        with self._lock:  # _expire reads it under the lock
-            call.connection = connection
-        try:
-            self._credentials.current()  # raises NoCredentialsError et al. as botocore would
-            headers = http.HttpHeaders(self._headers)
-            headers.add("Content-Length", str(len(call.body)))
-            request = http.HttpRequest("POST", self._path, headers, io.BytesIO(call.body))
-            auth.aws_sign_request(request, self._signing_now()).result()
-            stream = connection.request(
-                request,
-                lambda **kw: self._on_response(call, **kw),
-                lambda chunk, **_: call.chunks.append(chunk),
-            )
-        except Exception as error:
-            call.error = error
-            call.finished = time.perf_counter()
-            self._release(connection)
-            self._done.put(call)
-            return
-        stream.completion_future.add_done_callback(lambda done: self._finished(call, done))
-        stream.activate()
-
-    def _on_response(self, call: _Call, status_code: int, headers: Any, **_: Any) -> None:
-        call.status = status_code
-        call.headers = list(headers)
-
-    def _signing_now(self) -> auth.AwsSigningConfig:
-        if not self._offset:
-            return self._signing
-        return self._signing_config(datetime.now(UTC) + self._offset)
-
-    def _finished(self, call: _Call, future: Future[int]) -> None:
-        call.error = future.exception()
-        call.finished = time.perf_counter()
-        connection = call.connection
-        if connection is not None:
-            if call.error is None and not call.timed_out and not _closing(call.headers):
-                self._release(connection)
-            else:
-                connection.close()
-                with self._lock:
-                    self._open -= 1
-        self._done.put(call)
-
-    def _release(self, connection: http.HttpClientConnection) -> None:
-        with self._lock:
-            keep = connection.is_open() and len(self._idle) < self._pool_size
-            if keep:
-                self._idle.append(connection)
-            else:
-                self._open -= 1
-        if not keep:
-            connection.close()
+        self._worker = None
+        self._queued, self._queued_bytes = [], 0
+        _stop(worker, timeout=0)
+        log.warning(
+            "the HTTP process exited; the calls in flight are retried",
+            extra={"exit_code": worker.process.returncode, "in_flight": len(self._active)},
+        )
+        error = ConnectionClosedError(endpoint_url=self._url, error="the HTTP process exited")
+        self._failed.extend((call, error) for call in self._active.values())
 
     def results(self, timeout: float = 0.0) -> list[tuple[Any, dict[str, Any] | Exception, float]]:
         """Finished calls as (key, parsed 2xx answer or the exception botocore would raise,
         ``perf_counter()`` when the answer arrived); waits up to ``timeout`` for the first one
         when none is ready."""
+        self._flush()
         finished: list[tuple[Any, dict[str, Any] | Exception, float]] = []
         deadline = time.monotonic() + timeout
         while True:
+            self._flush()  # calls sent again (clock skew)
             self._expire()
-            call = self._next(finished, deadline)
-            if call is None:
+            while self._failed:
+                call, error = self._failed.pop()
+                if self._active.pop(call.id, None) is not None:
+                    finished.append((call.key, error, time.perf_counter()))
+            frames = self._read(0.0 if finished else deadline - time.monotonic())
+            for raw in frames:
+                answer = self._answer(raw)
+                if answer is not None:
+                    finished.append(answer)
+            if not frames and not self._failed:
                 return finished
-            if call not in self._active:
-                continue  # a late report of a call already answered (timed out meanwhile)
-            result = self._outcome(call)
-            if result is not None:
-                self._active.discard(call)
-                finished.append((call.key, result, call.finished))
 
-    def _next(self, finished: list[Any], deadline: float) -> _Call | None:
+    def _read(self, wait: float) -> list[bytes]:
+        worker = self._worker
+        if worker is None or not self._active:
+            return []
         try:
-            return self._done.get_nowait()
-        except queue.Empty:
-            pass
-        while not finished and self._active:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                return self._done.get(timeout=min(remaining, _TIMEOUT_CHECK_SECONDS))
-            except queue.Empty:
-                self._expire()
-        return None
+            return worker.answers.read(min(wait, _LAST_RESORT_CHECK_SECONDS))
+        except (EOFError, OSError):
+            self._died(worker)
+        return []
 
     def _expire(self) -> None:
-        """Fail calls that waited past their timeout. Connected: close the connection, and
-        awscrt finishes the call with an error, reported as botocore's ``ReadTimeoutError``.
-        Still connecting (a TLS handshake that never ends): reported at once as
-        ``ConnectTimeoutError``; the connection, should it still come, is closed unused."""
+        """The last resort: a call the HTTP process has not answered long after its own
+        timeouts (connect, then read) should have fails here as a read timeout."""
         now = time.monotonic()
         if now < self._next_check:
             return
-        self._next_check = now + _TIMEOUT_CHECK_SECONDS
-        for call in self._active:
-            if call.deadline >= now or call.timed_out:
-                continue
-            with self._lock:
-                call.timed_out = True
-                connection = call.connection
-            if connection is not None:
-                connection.close()
-            else:
-                call.finished = time.perf_counter()
-                self._done.put(call)
+        self._next_check = now + _LAST_RESORT_CHECK_SECONDS
+        for call in self._active.values():
+            if call.deadline < now:
+                self._failed.append((call, ReadTimeoutError(endpoint_url=self._url)))
 
-    def _outcome(self, call: _Call) -> dict[str, Any] | Exception | None:
+    def _answer(self, frame: bytes) -> tuple[Any, dict[str, Any] | Exception, float] | None:
+        """A call's result from its answer frame; None when it was sent again (clock skew) or
+        was already answered."""
+        call_id, status, flags, finished, size = ANSWER.unpack_from(frame)
+        start = ANSWER.size
+        headers, name, text, self._connections = orjson.loads(frame[start : start + size])
+        call = self._active.get(call_id)
+        if call is None:
+            return None  # answered already (the last resort)
+        answer = _Answer(status, flags, headers, name, text, frame[start + size :])
+        result = self._outcome(call, answer)
+        if result is None:
+            return None
+        del self._active[call_id]
+        return call.key, result, finished
+
+    def _outcome(self, call: _Call, answer: _Answer) -> dict[str, Any] | Exception | None:
         """The call's result; None when it was sent again (clock skew)."""
-        if call.timed_out:
-            if call.connection is None:
+        if answer.flags & TIMED_OUT:
+            if not answer.flags & CONNECTED:
                 return ConnectTimeoutError(endpoint_url=self._url, error="TLS or TCP connect")
             return ReadTimeoutError(endpoint_url=self._url)
-        if call.error is not None:
-            return self._connection_error(call)
-        body = b"".join(call.chunks)
-        if call.status < 300:
+        if answer.flags & FAILED:
+            return self._connection_error(answer)
+        if answer.status < 300:
             try:
-                parsed = orjson.loads(body)
+                parsed = orjson.loads(answer.body)
             except orjson.JSONDecodeError:
                 parsed = None
             return parsed if isinstance(parsed, dict) else {}
-        error = self._client_error(call, body)
+        error = self._client_error(answer)
         if self._skewed(call, error):
-            self._retry(call)
+            call.skew_retried = True
+            self._send(call, self._credentials.current())
             return None
         return error
 
-    def _connection_error(self, call: _Call) -> Exception:
-        error = call.error
-        if not isinstance(error, AwsCrtError):
-            return error if isinstance(error, Exception) else RuntimeError(repr(error))
-        if call.connection is not None:  # connected, then lost before a whole answer
+    def _connection_error(self, answer: _Answer) -> Exception:
+        name = answer.error_name
+        if not name.startswith("AWS_"):
+            return RuntimeError(f"{name}: {answer.error_text}")  # not awscrt's: a Python error
+        error = f"{name}: {answer.error_text}"
+        if answer.flags & CONNECTED:  # connected, then lost before a whole answer
             return ConnectionClosedError(endpoint_url=self._url, error=error)
-        if "TIMEOUT" in error.name:
+        if "TIMEOUT" in name:
             return ConnectTimeoutError(endpoint_url=self._url, error=error)
         return EndpointConnectionError(endpoint_url=self._url, error=error)
 
-    def _client_error(self, call: _Call, body: bytes) -> ClientError:
+    def _client_error(self, answer: _Answer) -> ClientError:
         """The error botocore's JSON parser and client would make of this answer."""
-        headers = {name.lower(): value for name, value in call.headers}
-        code, message = _error_fields(body, headers, call.status)
+        headers = {name.lower(): value for name, value in answer.headers}
+        status = answer.status
+        code, message = _error_fields(answer.body, headers, status)
         response: dict[str, Any] = {
             "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {
-                "HTTPStatusCode": call.status,
+                "HTTPStatusCode": status,
                 "HTTPHeaders": headers,
                 "RequestId": headers.get("x-amzn-requestid", ""),
             },
@@ -457,20 +454,28 @@ class CrtTransport:
         self._offset = offset
         return True
 
-    def _retry(self, call: _Call) -> None:
-        call.skew_retried = True
-        call.status, call.headers, call.chunks, call.error = 0, [], [], None
-        call.connection = None
-        self._start(call)
-
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-        for call in list(self._active):
-            if call.connection is not None:
-                call.connection.close()
+        """Stop the HTTP process: it closes its connections and exits."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            _stop(worker, timeout=_STOP_SECONDS)
+
+
+def _stop(worker: _Worker, timeout: float) -> None:
+    os.close(worker.requests)  # the process exits when its requests pipe closes
+    try:
+        worker.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait()
+    worker.answers.close()
+
+
+def _grow_pipe(fd: int) -> None:
+    """Room for a burst of calls (256 in flight, each with its body) without the loop waiting on
+    the pipe; Linux only, and within the system's limit for unprivileged processes."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
 
 
 def _error_fields(body: bytes, headers: dict[str, str], status: int) -> tuple[str, str]:
@@ -487,31 +492,7 @@ def _error_fields(body: bytes, headers: dict[str, str], status: int) -> tuple[st
     return code, message
 
 
-def _closing(headers: list[tuple[str, str]] | None) -> bool:
-    """Did the server say it closes the connection after this answer? (Reusing it would fail
-    the next call with ConnectionClosedError.)"""
-    return any(
-        name.lower() == "connection" and value.strip().lower() == "close"
-        for name, value in headers or ()
-    )
-
-
-def _tls(scheme: str, host: str) -> crt_io.TlsConnectionOptions | None:
-    """TLS for an ``https://`` endpoint: the system's trust store, or ``AWS_CA_BUNDLE``."""
-    if scheme != "https":
-        return None
-    options = crt_io.TlsContextOptions()
-    bundle = os.environ.get("AWS_CA_BUNDLE")
-    if bundle:
-        options.override_default_trust_store_from_path(None, bundle)
-    connection = crt_io.ClientTlsContext(options).new_connection_options()
-    connection.set_server_name(host)
-    return connection
-
-
-def _proxy(
-    scheme: str, host: str, configured: dict[str, str] | None
-) -> http.HttpProxyOptions | None:
+def _proxy(scheme: str, host: str, configured: dict[str, str] | None) -> dict[str, Any] | None:
     """The proxy botocore would use for this endpoint: the client config's ``proxies``, else
     ``HTTPS_PROXY`` / ``HTTP_PROXY`` by the endpoint's scheme, unless ``NO_PROXY`` covers it."""
     proxies = configured or urllib.request.getproxies()
@@ -523,20 +504,10 @@ def _proxy(
         raise ConfigError(
             [f"{scheme.upper()}_PROXY: {parts.scheme}:// proxies are not supported; use http://"]
         )
-    basic = parts.username is not None
-    return http.HttpProxyOptions(
-        parts.hostname or "",
-        parts.port or 80,
-        auth_type=(
-            http.HttpProxyAuthenticationType.Basic
-            if basic
-            else http.HttpProxyAuthenticationType.Nothing
-        ),
-        auth_username=urllib.parse.unquote(parts.username) if parts.username else None,
-        auth_password=urllib.parse.unquote(parts.password) if parts.password else None,
-        connection_type=(
-            http.HttpProxyConnectionType.Tunneling
-            if scheme == "https"
-            else http.HttpProxyConnectionType.Forwarding
-        ),
-    )
+    return {
+        "host": parts.hostname or "",
+        "port": parts.port or 80,
+        "username": urllib.parse.unquote(parts.username) if parts.username else None,
+        "password": urllib.parse.unquote(parts.password) if parts.password else None,
+        "tunnel": scheme == "https",
+    }

@@ -1,0 +1,135 @@
+"""The crt path's HTTP process: what happens when it dies, when the bridge dies, and the socket
+option it sets on its connections."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ConnectionClosedError
+
+from kafka_eventbridge.crt import CrtTransport
+from kafka_eventbridge.crt_process import no_delay
+from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
+
+BODY = b'{"Entries":[{"Source":"aws.partner/example.com/orders","DetailType":"t","Detail":"{}"}]}'
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEventBridge]:
+    with FakeEventBridge() as server:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        yield server
+
+
+def transport(url: str) -> CrtTransport:
+    session = boto3.session.Session(region_name="us-east-1")
+    client = session.client("events", endpoint_url=url, config=Config(read_timeout=10))
+    return CrtTransport(client, session.get_credentials(), "PutPartnerEvents", 4)
+
+
+def wait_results(crt: CrtTransport, count: int, seconds: float = 15) -> list[object]:
+    results: list[object] = []
+    deadline = time.monotonic() + seconds
+    while len(results) < count and time.monotonic() < deadline:
+        results += [result for _, result, _ in crt.results(timeout=0.2)]
+    return results
+
+
+def gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie its new parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in {"Z", "X"}
+
+
+def test_calls_in_flight_fail_as_dropped_connections_when_the_process_dies(
+    fake: FakeEventBridge,
+) -> None:
+    fake.set_faults(Faults(latency_ms=5000))
+    crt = transport(fake.url)
+    first = crt.process_id
+    assert first is not None
+    crt.send("a", BODY)
+    crt.send("b", BODY)
+    assert crt.results(timeout=0.3) == []  # written to the process, answers pending
+    os.kill(first, signal.SIGKILL)
+    results = wait_results(crt, 2)
+    assert len(results) == 2
+    assert all(isinstance(r, ConnectionClosedError) for r in results)  # retried by the bridge
+    assert crt.in_flight == 0
+    fake.set_faults(Faults())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # a new process, at most one a second
+        crt.send("c", BODY)
+        (answer,) = wait_results(crt, 1)
+        if isinstance(answer, dict):
+            break
+        assert isinstance(answer, ConnectionClosedError)
+        time.sleep(0.2)
+    assert isinstance(answer, dict) and answer.get("FailedEntryCount") == 0
+    assert crt.process_id not in {None, first}
+    crt.close()
+
+
+def test_the_process_exits_when_the_bridge_is_killed(fake: FakeEventBridge) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path[:0] = {sys.path!r}
+        from tests.unit.test_crt_process import transport
+        crt = transport({fake.url!r})
+        print(crt.process_id, flush=True)
+        time.sleep(60)
+        """
+    )
+    bridge = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert bridge.stdout is not None
+    child = int(bridge.stdout.readline())
+    assert not gone(child)
+    bridge.kill()
+    bridge.wait()
+    deadline = time.monotonic() + 10
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child), "the HTTP process outlived the bridge"
+
+
+def test_close_stops_the_process(fake: FakeEventBridge) -> None:
+    crt = transport(fake.url)
+    crt.send("a", BODY)
+    assert isinstance(wait_results(crt, 1)[0], dict)
+    child = crt.process_id
+    assert child is not None
+    crt.close()
+    assert gone(child)
+
+
+def test_no_delay_turns_nagle_off_on_tcp_sockets_once() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        with client, accepted:
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            tuned = no_delay(set())
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            link = os.readlink(f"/proc/self/fd/{client.fileno()}")
+            assert link in tuned
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            assert no_delay(tuned) == tuned  # tuned once: not looked at again
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        assert link not in no_delay(tuned)  # closed sockets are forgotten
