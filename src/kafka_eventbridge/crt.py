@@ -406,6 +406,7 @@ class CrtTransport:
         error = self._client_error(answer)
         if self._skewed(call, error):
             call.skew_retried = True
+            call.deadline = time.monotonic() + self._last_resort
             self._send(call, self._credentials.current())
             return None
         return error

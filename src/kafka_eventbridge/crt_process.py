@@ -151,20 +151,20 @@ class Wire:
         self._socket.keep_alive = True
         self._tls = _tls(self._host, settings.get("ca_bundle")) if settings["tls"] else None
         self._proxy = _proxy(settings.get("proxy"))
-        self._credentials: auth.AwsCredentials | None = None
-        self._provider = auth.AwsCredentialsProvider.new_delegate(self._current_credentials)
+        self._provider: auth.AwsCredentialsProvider | None = None  # from the first C frame
         self._algorithm = (
             auth.AwsSigningAlgorithm.V4_ASYMMETRIC
             if settings["sigv4a"]
             else auth.AwsSigningAlgorithm.V4
         )
         self._region: str = settings["region"]
-        self._signing = self._signing_config(0.0)
+        self._signing: auth.AwsSigningConfig | None = None
         self._lock = threading.Lock()
         self._idle: list[http.HttpClientConnection] = []
         self._open = 0  # connections open or opening
         self._active: set[_Call] = set()
         self._tuned: set[str] = set()  # sockets given TCP_NODELAY, by /proc link
+        self._next_check = 0.0
 
     # -- requests, on the reading thread ---------------------------------------------------
 
@@ -172,7 +172,8 @@ class Wire:
         kind, payload = request[:1], memoryview(request)[1:]
         if kind == b"C":
             access, secret, token = orjson.loads(payload)
-            self._credentials = auth.AwsCredentials(access, secret, token or None)
+            self._provider = auth.AwsCredentialsProvider.new_static(access, secret, token or None)
+            self._signing = self._signing_config(0.0)
         elif kind == b"S":
             call_id, offset = CALL.unpack_from(payload)
             call = _Call(call_id, bytes(payload[CALL.size :]), offset)
@@ -182,12 +183,9 @@ class Wire:
         else:
             raise ValueError(f"unknown request frame {kind!r}")
 
-    def _current_credentials(self) -> auth.AwsCredentials:
-        if self._credentials is None:
-            raise RuntimeError("no credentials sent before the first call")
-        return self._credentials
-
-    def _signing_config(self, offset: float) -> auth.AwsSigningConfig:
+    def _signing_config(self, offset: float) -> auth.AwsSigningConfig | None:
+        if self._provider is None:
+            return None
         return auth.AwsSigningConfig(
             algorithm=self._algorithm,
             credentials_provider=self._provider,
@@ -252,6 +250,8 @@ class Wire:
             headers.add("Content-Length", str(len(call.body)))
             request = http.HttpRequest("POST", self._path, headers, io.BytesIO(call.body))
             signing = self._signing_config(call.offset) if call.offset else self._signing
+            if signing is None:
+                raise RuntimeError("no credentials came before the first call")
             auth.aws_sign_request(request, signing).result()
             stream = connection.request(
                 request,
@@ -323,6 +323,9 @@ class Wire:
         handshake that never ends): answered at once; the connection, should it still come,
         is closed unused."""
         now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + TIMEOUT_CHECK_SECONDS
         with self._lock:
             late = [c for c in self._active if c.deadline < now and not c.timed_out]
             for call in late:
