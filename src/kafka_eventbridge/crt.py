@@ -40,6 +40,7 @@ import fcntl
 import itertools
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -275,9 +276,8 @@ class CrtTransport:
             raise
         os.close(to_child)
         os.close(from_child)
-        worker = _Worker(process, from_parent, FrameReader(to_parent))
-        write_all(worker.requests, frame(self._settings))
-        return worker
+        self._queued, self._queued_bytes = [frame(self._settings)], 0  # written by _flush
+        return _Worker(process, from_parent, FrameReader(to_parent))
 
     def send(self, key: Any, body: bytes) -> None:
         """Start a call; its result comes out of ``results()`` with this key."""
@@ -295,7 +295,13 @@ class CrtTransport:
                 error = ConnectionClosedError(endpoint_url=self._url, error="no HTTP process")
                 self._failed.append((call, error))
                 return
-            worker = self._worker = self._start_worker()
+            try:
+                worker = self._worker = self._start_worker()
+            except Exception as exc:  # no fork, no memory: fails as an unreachable service
+                log.warning("could not start the HTTP process", extra={"error": repr(exc)})
+                error = ConnectionClosedError(endpoint_url=self._url, error="no HTTP process")
+                self._failed.append((call, error))
+                return
         if frozen != worker.credentials:
             keys = orjson.dumps([frozen.access_key, frozen.secret_key, frozen.token or ""])
             self._queued.append(frame(b"C", keys))
@@ -346,7 +352,13 @@ class CrtTransport:
                     finished.append((call.key, error, time.perf_counter()))
             frames = self._read(0.0 if finished else deadline - time.monotonic())
             for raw in frames:
-                answer = self._answer(raw)
+                try:
+                    answer = self._answer(raw)
+                except (struct.error, ValueError):  # not what it should send: start afresh
+                    log.exception("a malformed answer from the HTTP process")
+                    if self._worker is not None:
+                        self._died(self._worker)
+                    break
                 if answer is not None:
                     finished.append(answer)
             if not frames and not self._failed:
