@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks.workload import DLQ_TOPIC, PARTNER_SOURCE, committed_total, unique
 from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.procfs import children
 
 POLL_INTERVAL = 0.025
 STALL_SECONDS = 60.0
@@ -102,20 +103,7 @@ def _proc_status(pid: int, key: str) -> int:
     return 0
 
 
-def children(pid: int) -> list[int]:
-    """The process ids of ``pid``'s children (the crt path's HTTP process), from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def treecpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(pid: int) -> float:
     """CPU time of a process and its children (the bridge is two processes on the crt path)."""
     return sum(cpu_seconds(p) for p in (pid, *children(pid)))
 
@@ -323,13 +311,13 @@ def wait_for_entries(
         count = stats.accepted()
         now = time.monotonic()
         if count > start and first is None:
-            first = (now, count, treecpu_seconds(bridge.pid), _cpu_of(peers))
+            first = (now, count, tree_cpu_seconds(bridge.pid), _cpu_of(peers))
             threads = thread_cpu(bridge.pid)
         if count >= target and first is not None:
             peers_cpu = {k: v - first[3][k] for k, v in _cpu_of(peers).items()}
             # Share of all cores busy (anyone's), a measure of contention in the window.
             peers_cpu["machine_busy"] = peers_cpu.pop("_busy") / max(peers_cpu.pop("_all"), 1)
-            cpu = treecpu_seconds(bridge.pid) - first[2]
+            cpu = tree_cpu_seconds(bridge.pid) - first[2]
             by_thread = {k: v - threads.get(k, 0.0) for k, v in thread_cpu(bridge.pid).items()}
             return Window(now - first[0], count - first[1], cpu, peers_cpu, by_thread)
         if count != last_count:
