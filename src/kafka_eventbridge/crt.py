@@ -340,11 +340,10 @@ class CrtTransport:
         """Finished calls as (key, parsed 2xx answer or the exception botocore would raise,
         ``perf_counter()`` when the answer arrived); waits up to ``timeout`` for the first one
         when none is ready."""
-        self._flush()
         finished: list[tuple[Any, dict[str, Any] | Exception, float]] = []
         deadline = time.monotonic() + timeout
         while True:
-            self._flush()  # calls sent again (clock skew)
+            self._flush()  # this turn's calls, then those sent again (clock skew)
             self._expire()
             while self._failed:
                 call, error = self._failed.pop()
@@ -416,12 +415,19 @@ class CrtTransport:
                 parsed = None
             return parsed if isinstance(parsed, dict) else {}
         error = self._client_error(answer)
-        if self._skewed(call, error):
-            call.skew_retried = True
-            call.deadline = time.monotonic() + self._last_resort
-            self._send(call, self._credentials.current())
-            return None
-        return error
+        return self._resend(call) if self._skewed(call, error) else error
+
+    def _resend(self, call: _Call) -> Exception | None:
+        """Sign the call again with the learned clock offset: None, or the error a failed
+        credentials refresh raised (the call fails with it, as in ``send``)."""
+        try:
+            frozen = self._credentials.current()
+        except Exception as exc:
+            return exc
+        call.skew_retried = True
+        call.deadline = time.monotonic() + self._last_resort
+        self._send(call, frozen)
+        return None
 
     def _connection_error(self, answer: _Answer) -> Exception:
         name = answer.error_name

@@ -130,8 +130,8 @@ class Wire:
     """Signs and sends calls over a pool of keep-alive connections, one call per connection,
     at most ``pool_size`` kept idle; writes each answer to ``answers`` once.
 
-    ``settings``: ``host``, ``port``, ``tls``, ``host_header``, ``path``, ``headers`` (name,
-    value pairs sent on every call), ``region``, ``sigv4a``, ``connect_timeout``,
+    ``settings``: ``host``, ``port``, ``tls``, ``path``, ``headers`` (name, value pairs sent
+    on every call, ``Host`` among them), ``region``, ``sigv4a``, ``connect_timeout``,
     ``read_timeout``, ``pool_size``, ``proxy`` (None or ``host``, ``port``, ``username``,
     ``password``, ``tunnel``), ``ca_bundle``.
     """
