@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.workload import DLQ_TOPIC, PARTNER_SOURCE, committed_total, unique
 from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.procfs import children
+from kafka_eventbridge_testing.procfs import children, children_status_kib
 
 POLL_INTERVAL = 0.025
 STALL_SECONDS = 60.0
@@ -111,7 +111,7 @@ def tree_cpu_seconds(pid: int) -> float:
 def tree_peak_rss(pid: int) -> int:
     """Peak RSS of a process plus its children's: pages they share are counted twice, so this
     overstates the memory they take together."""
-    return sum(_proc_status(p, "VmHWM") for p in (pid, *children(pid)))
+    return _proc_status(pid, "VmHWM") + children_status_kib(pid, "VmHWM") * 1024
 
 
 def cpu_seconds(pid: int) -> float:

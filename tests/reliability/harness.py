@@ -9,7 +9,6 @@ file (``BRIDGE_RELIABILITY_RESULTS``), from which ``docs/reliability.md`` is fil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import threading
@@ -25,7 +24,7 @@ from confluent_kafka import KafkaException, Producer
 
 from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import ReceivedEntry
-from kafka_eventbridge_testing.procfs import children
+from kafka_eventbridge_testing.procfs import children_status_kib
 from tests.integration.support import committed, read_all
 
 ENV_RESULTS = "BRIDGE_RELIABILITY_RESULTS"
@@ -233,19 +232,11 @@ def peak_rss_mb(pid: int) -> float:
     """The bridge's peak resident set (VmHWM) plus its HTTP process's (the crt path's child):
     the kernel keeps each high-water mark, so one read at the end covers the whole run, with no
     sampling gaps. Pages the two share count twice: this overstates, never understates."""
-    return (_status_kib(pid, "VmHWM") + _children_kib(pid, "VmHWM")) / 1024
+    return (_status_kib(pid, "VmHWM") + children_status_kib(pid, "VmHWM")) / 1024
 
 
 def rss_mb(pid: int) -> float:
-    return (_status_kib(pid, "VmRSS") + _children_kib(pid, "VmRSS")) / 1024
-
-
-def _children_kib(pid: int, name: str) -> int:
-    total = 0
-    for child in children(pid):
-        with contextlib.suppress(OSError):  # exited meanwhile (restarted after a crash)
-            total += _status_kib(child, name)
-    return total
+    return (_status_kib(pid, "VmRSS") + children_status_kib(pid, "VmRSS")) / 1024
 
 
 def _status_kib(pid: int, name: str) -> int:

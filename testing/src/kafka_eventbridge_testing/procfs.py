@@ -17,3 +17,18 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def children_status_kib(pid: int, name: str) -> int:
+    """The sum of a ``kB`` field of ``/proc/<child>/status`` (``VmHWM``, ``VmRSS``) over
+    ``pid``'s children; a child gone meanwhile counts 0."""
+    total = 0
+    for child in children(pid):
+        try:
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith(f"{name}:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total
