@@ -57,6 +57,9 @@ class _InstantPublisher:
         self.in_flight += 1
         self._done.append(Completion(batch, BatchOutcome(accepted=list(batch.items)), 0.001))
 
+    def flush(self) -> None:
+        pass
+
     def completions(self, timeout: float = 0.0) -> list[Completion]:
         done, self._done = self._done, []
         self.in_flight -= len(done)

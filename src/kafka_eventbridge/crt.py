@@ -232,7 +232,7 @@ class CrtTransport:
         self._failed: list[tuple[_Call, Exception]] = []  # answered here, not by the process
         self._connections = 0
         self._next_check = 0.0
-        self._queued: list[bytes] = []  # frames for the HTTP process, written by _flush
+        self._queued: list[bytes] = []  # frames for the HTTP process, written by flush()
         self._queued_bytes = 0
         self._restart_at = 0.0
         self._worker: _Worker | None = self._start_worker()
@@ -276,7 +276,7 @@ class CrtTransport:
             raise
         os.close(to_child)
         os.close(from_child)
-        self._queued, self._queued_bytes = [frame(self._settings)], 0  # written by _flush
+        self._queued, self._queued_bytes = [frame(self._settings)], 0  # written by flush()
         return _Worker(process, from_parent, FrameReader(to_parent))
 
     def send(self, key: Any, body: bytes) -> None:
@@ -287,8 +287,9 @@ class CrtTransport:
         self._send(call, frozen)
 
     def _send(self, call: _Call, frozen: Any) -> None:
-        """Queue the call for the HTTP process; the queue is written at the next
-        ``results()`` (the loop's next turn), so the calls of one turn take one write."""
+        """Queue the call for the HTTP process; the queue is written by ``flush()`` (the
+        loop's, once its turn has sent what it could) or the next ``results()``, so the
+        calls of one turn take one write."""
         worker = self._worker
         if worker is None:
             if time.monotonic() < self._restart_at:  # not a new process a call while it crashes
@@ -310,9 +311,10 @@ class CrtTransport:
         self._queued.append(frame(b"S", CALL.pack(call.id, offset), call.body))
         self._queued_bytes += len(call.body)
         if self._queued_bytes >= _PIPE_BYTES // 4:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the queued calls to the HTTP process."""
         worker = self._worker
         queued, self._queued, self._queued_bytes = self._queued, [], 0
         if worker is None or not queued:
@@ -343,7 +345,7 @@ class CrtTransport:
         finished: list[tuple[Any, dict[str, Any] | Exception, float]] = []
         deadline = time.monotonic() + timeout
         while True:
-            self._flush()  # this turn's calls, then those sent again (clock skew)
+            self.flush()  # this turn's calls, then those sent again (clock skew)
             self._expire()
             while self._failed:
                 call, error = self._failed.pop()

@@ -96,6 +96,9 @@ class Publisher(Protocol):
     def submit(self, batch: Batch) -> None:
         """Start a call; its :class:`Completion` comes back from :meth:`completions`."""
 
+    def flush(self) -> None:
+        """Put on the wire the calls :meth:`submit` queued (:meth:`completions` does too)."""
+
     def completions(self, timeout: float = 0.0) -> list[Completion]:
         """Finished calls; waits up to ``timeout`` for the first one when none is ready."""
 

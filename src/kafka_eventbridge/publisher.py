@@ -209,6 +209,12 @@ class Publisher:
                 self.uploader.put(upload)
                 item.entry.upload = None
 
+    def flush(self) -> None:
+        """crt: write the calls queued since the last write, in one write; the threads of
+        the boto3 path start theirs at once."""
+        if self._transport is not None:
+            self._transport.flush()
+
     def completions(self, timeout: float = 0.0) -> list[Completion]:
         """Finished calls; waits up to ``timeout`` for the first one if none is ready."""
         done = (

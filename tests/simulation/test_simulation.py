@@ -16,6 +16,8 @@ import pytest
 from kafka_eventbridge.app import BACKPRESSURE_HOLD
 from kafka_eventbridge.errors import FatalError
 from kafka_eventbridge.offsets import PartitionId
+from kafka_eventbridge.ports import Message
+from kafka_eventbridge.publisher import Completion
 from tests.simulation.mutants import MUTANTS
 from tests.simulation.world import (
     FORBIDDEN,
@@ -23,6 +25,7 @@ from tests.simulation.world import (
     POISON,
     Faults,
     SimConsumer,
+    SimPublisher,
     Simulation,
     Violation,
 )
@@ -255,3 +258,40 @@ def test_topics_that_go_away_take_their_series_and_caches_with_them() -> None:
     assert b'topic="orders"' in bridge.metrics.exposition()
     assert "payments" not in bridge.mapper._by_topic
     assert all(topic != "payments" for _, topic in bridge._counters)
+
+
+def test_a_freed_request_slot_is_refilled_before_the_next_records_are_mapped() -> None:
+    # Every slot taken, records coming in faster than calls end: when a call ends, the next
+    # one must go out (be flushed) from what is buffered before the records taken meanwhile
+    # are mapped, or each call waits out a batch's mapping.
+    sim = directed([NORMAL] * 2000, BRIDGE_MAX_BUFFERED_RECORDS="5000")
+    sim._arrivals[TP] = [i * 0.001 for i in range(2000)]  # 1,000/s against 400/s sent
+    sim.faults = Faults(latency=(0.1, 0.1))
+    bridge, publisher = sim.bridge, sim.bridge.publisher
+    assert isinstance(publisher, SimPublisher)
+    events: list[str] = []
+    real = (publisher.completions, publisher.flush, bridge.submit)
+
+    def completions(timeout: float = 0.0) -> list[Completion]:
+        done = real[0](timeout)
+        if done and bridge.batcher.count:  # a slot is free and there is something to send
+            events.append("ended")
+        return done
+
+    def flush() -> None:
+        if publisher._queued:
+            events.append("flushed")
+        real[1]()
+
+    def submit(message: Message, now: float) -> None:
+        events.append("mapped")
+        real[2](message, now)
+
+    publisher.completions, publisher.flush = completions, flush  # type: ignore[method-assign]
+    bridge.submit = submit  # type: ignore[method-assign]
+    turns_until(sim, lambda: sim.clock.now > 1.5)
+    ended = [i for i, event in enumerate(events) if event == "ended"]
+    assert len(ended) > 20 and "mapped" in events[ended[-1] :]
+    for i in ended:
+        after = [event for event in events[i + 1 :] if event != "ended"]
+        assert after[:1] != ["mapped"], f"records mapped before the freed slot was refilled: {i}"

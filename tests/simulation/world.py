@@ -221,6 +221,7 @@ class SimPublisher:
         self.incarnation = incarnation
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self._queued: list[Batch] = []  # submitted, not yet written (as the crt transport)
         self._calls: list[_Call] = []
 
     @property
@@ -235,11 +236,18 @@ class SimPublisher:
         world.check_sendable(batch)
         if world.ordered:
             tp = batch.items[0].tp
-            if any(call.batch.items[0].tp == tp for call in self._calls):
+            sent = [call.batch for call in self._calls] + self._queued
+            if any(other.items[0].tp == tp for other in sent):
                 world.violation(f"two calls in flight for {tp} with ordering on")
-        self._calls.append(world.answer(batch))
+        self._queued.append(batch)
+
+    def flush(self) -> None:
+        """The calls reach the service only now: one the loop never flushes never ends."""
+        queued, self._queued = self._queued, []
+        self._calls.extend(self.world.answer(batch) for batch in queued)
 
     def completions(self, timeout: float = 0.0) -> list[Completion]:
+        self.flush()
         clock = self.world.clock
         if timeout > 0 and self._calls and not self._due():
             clock.now = min(clock.now + timeout, *(call.due for call in self._calls))
@@ -266,6 +274,7 @@ class SimPublisher:
         for call in self._calls:
             self.world.store(call, self.incarnation)
         self._calls.clear()
+        self._queued.clear()  # never written: the service never saw them
 
     def close(self) -> None:
         self.crash()
