@@ -58,6 +58,7 @@ log = logging.getLogger("kafka_eventbridge")
 
 IDLE_WAIT = 0.1  # longest a loop turn waits for records or results
 BUSY_WAIT = 0.05  # longest it waits on completions while records may be arriving
+REFILL_EVERY = 100  # records mapped between looks for ended calls, every slot taken
 DRAIN_POLL = 0.05  # how often a drain serves dead-letter delivery reports
 SYNC_COMMIT_ATTEMPTS = 3
 # At the buffer bound the loop first stops taking records (librdkafka's own prefetch queue,
@@ -288,9 +289,14 @@ class Bridge:
         self._raise_fatal()  # found by a rebalance or commit callback inside consume
         now = self.clock.monotonic()
         self._seeking.clear()
-        for message in messages:
-            self.submit(message, now)
-            self._raise_fatal()
+        for start in range(0, len(messages), REFILL_EVERY):
+            if start and not self.publisher.capacity:
+                # A call that ended while this turn's records were being mapped gets its slot
+                # refilled now rather than after the last of them (500 records: ~5 ms).
+                self.pump(self.publisher.completions(0), self.clock.monotonic())
+            for message in messages[start : start + REFILL_EVERY]:
+                self.submit(message, now)
+                self._raise_fatal()
         self.pump(completions, now)
         self.apply_backpressure(now)
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:

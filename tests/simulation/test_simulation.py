@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kafka_eventbridge.app import BACKPRESSURE_HOLD
+from kafka_eventbridge.app import BACKPRESSURE_HOLD, REFILL_EVERY
 from kafka_eventbridge.errors import FatalError
 from kafka_eventbridge.offsets import PartitionId
 from kafka_eventbridge.ports import Message
@@ -295,3 +295,35 @@ def test_a_freed_request_slot_is_refilled_before_the_next_records_are_mapped() -
     for i in ended:
         after = [event for event in events[i + 1 :] if event != "ended"]
         assert after[:1] != ["mapped"], f"records mapped before the freed slot was refilled: {i}"
+
+
+def test_a_call_that_ends_while_records_are_mapped_is_taken_within_refill_every() -> None:
+    # Mapping costs time: here 1 ms a record, 500 records a turn. A call that ends meanwhile
+    # must be seen (and its slot refilled) within REFILL_EVERY records, not after the turn.
+    sim = directed(
+        [NORMAL] * 3000, BRIDGE_MAX_BUFFERED_RECORDS="5000", BRIDGE_CONSUME_BATCH_SIZE="500"
+    )
+    sim._arrivals[TP] = [i * 0.0002 for i in range(3000)]
+    sim.faults = Faults(latency=(0.1, 0.1))
+    bridge, publisher = sim.bridge, sim.bridge.publisher
+    assert isinstance(publisher, SimPublisher)
+    per_record = 0.001
+    lags: list[float] = []
+    real = (publisher.completions, bridge.submit)
+
+    def completions(timeout: float = 0.0) -> list[Completion]:
+        publisher.flush()
+        due = {id(call.batch): call.due for call in publisher._calls}
+        done = real[0](timeout)
+        lags.extend(sim.clock.now - due[id(c.batch)] for c in done)
+        return done
+
+    def submit(message: Message, now: float) -> None:
+        sim.clock.now += per_record
+        real[1](message, now)
+
+    publisher.completions = completions  # type: ignore[method-assign]
+    bridge.submit = submit  # type: ignore[method-assign]
+    turns_until(sim, lambda: sim.clock.now > 2.0)
+    assert len(lags) > 10
+    assert max(lags) <= REFILL_EVERY * per_record + 1e-9, max(lags)
