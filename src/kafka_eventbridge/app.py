@@ -292,8 +292,11 @@ class Bridge:
         for start in range(0, len(messages), REFILL_EVERY):
             if start and not self.publisher.capacity:
                 # A call that ended while this turn's records were being mapped gets its slot
-                # refilled now rather than after the last of them (500 records: ~5 ms).
-                self.pump(self.publisher.completions(0), self.clock.monotonic())
+                # refilled now rather than after the last of them (500 records: ~5 ms). The
+                # rest of the turn goes on at this time: the limiter, the batcher and the
+                # commit timer must never be handed a time before one they were given.
+                now = self.clock.monotonic()
+                self.pump(self.publisher.completions(0), now)
             for message in messages[start : start + REFILL_EVERY]:
                 self.submit(message, now)
                 self._raise_fatal()

@@ -7,6 +7,7 @@ The directed tests below drive the same world by hand, one defect each.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Callable
@@ -327,3 +328,40 @@ def test_a_call_that_ends_while_records_are_mapped_is_taken_within_refill_every(
     turns_until(sim, lambda: sim.clock.now > 2.0)
     assert len(lags) > 10
     assert max(lags) <= REFILL_EVERY * per_record + 1e-9, max(lags)
+
+
+def test_the_loop_never_hands_its_parts_a_time_before_one_it_gave_them() -> None:
+    # Mapping costs time (1 ms a record) and calls end mid-turn while the rate limiter
+    # blocks: a turn's later steps must not go back to the time the turn started, or the
+    # limiter's wait (a counter) came out negative and the bridge crashed.
+    sim = directed(
+        [NORMAL] * 3000,
+        BRIDGE_MAX_BUFFERED_RECORDS="5000",
+        BRIDGE_CONSUME_BATCH_SIZE="500",
+        BRIDGE_MAX_ENTRIES_PER_SECOND="38",
+    )
+    sim._arrivals[TP] = [i * 0.0002 for i in range(3000)]
+    sim.faults = Faults(latency=(1.0, 1.0))
+    bridge, limiter = sim.bridge, sim.bridge.limiter
+    seen: list[float] = []
+    real = (bridge.submit, limiter.ready, limiter.take_waited)
+
+    def submit(message: Message, now: float) -> None:
+        sim.clock.now += 0.001
+        real[0](message, now)
+
+    def ready(now: float) -> bool:
+        seen.append(now)
+        return real[1](now)
+
+    def take_waited(now: float) -> float:
+        seen.append(now)
+        waited = real[2](now)
+        assert waited >= 0, waited
+        return waited
+
+    bridge.submit = submit  # type: ignore[method-assign]
+    limiter.ready, limiter.take_waited = ready, take_waited  # type: ignore[method-assign]
+    turns_until(sim, lambda: sim.clock.now > 10.0, limit=20_000)
+    assert len(seen) > 100
+    assert all(a <= b for a, b in itertools.pairwise(seen)), "time ran backwards"
