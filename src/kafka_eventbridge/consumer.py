@@ -9,6 +9,7 @@ rebalance only takes away the partitions that move. Rebalance events are handed 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -37,6 +38,13 @@ CONSUMER_DEFAULTS = {
 }
 # Properties the bridge owns: changing them would break at-least-once.
 FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
+
+# Leaving the group gets this long. librdkafka's close can hang when a rebalance starts while
+# it leaves (an assignment and a revoke arrive inside close, the revoke's commit is refused
+# with UNKNOWN_MEMBER_ID, and close never returns); the bridge then exits without it. Nothing
+# is lost: the offsets were committed before, and the group drops the member after
+# session.timeout.ms.
+CLOSE_TIMEOUT = 10.0
 
 # Errors that no amount of waiting fixes: stop and let Kubernetes restart with backoff.
 FATAL_CODES = kafka_auth.FATAL_CODES
@@ -97,6 +105,7 @@ class KafkaConsumer:
         self.assignment: set[PartitionId] = set()
         self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy"))
         self._assigning: list[TopicPartition] | None = None  # inside on_assign
+        self._abandoned = False  # close gave up: callbacks still to come are not ours
         try:
             self._consumer = Consumer(
                 {
@@ -118,6 +127,8 @@ class KafkaConsumer:
         )
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._abandoned:
+            return
         tps = _tps(partitions)
         self.assignment.update(tps)
         self._assigning = partitions
@@ -127,11 +138,15 @@ class KafkaConsumer:
             self._assigning = None
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._abandoned:
+            return
         tps = _tps(partitions)
         self.listener.partitions_revoked(tps)
         self.assignment.difference_update(tps)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._abandoned:
+            return
         tps = _tps(partitions)
         self.listener.partitions_lost(tps)
         self.assignment.difference_update(tps)
@@ -229,5 +244,32 @@ class KafkaConsumer:
             return None
         return high if high >= 0 else None
 
-    def close(self) -> None:
-        self._consumer.close()
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Leave the group, for at most ``timeout`` seconds (see :data:`CLOSE_TIMEOUT`).
+
+        librdkafka's close runs in a thread of its own, so that a close that never returns
+        does not keep the process from exiting; the rebalance callbacks it runs meanwhile
+        run there, while the caller waits. Past the timeout the callbacks still to come do
+        nothing, and the thread (a daemon) is left behind.
+        """
+        failed: list[Exception] = []
+
+        def leave() -> None:
+            try:
+                self._consumer.close()
+            except Exception as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=leave, name="kafka-consumer-close", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            self._abandoned = True
+            log.warning(
+                "leaving the consumer group did not finish; exiting without it "
+                "(offsets are committed; the group drops this member after session.timeout.ms)",
+                extra={"timeout_s": timeout},
+            )
+            return
+        if failed:
+            raise failed[0]
