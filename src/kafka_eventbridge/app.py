@@ -291,12 +291,7 @@ class Bridge:
         self._seeking.clear()
         for start in range(0, len(messages), REFILL_EVERY):
             if start and not self.publisher.capacity:
-                # A call that ended while this turn's records were being mapped gets its slot
-                # refilled now rather than after the last of them (500 records: ~5 ms). The
-                # rest of the turn goes on at this time: the limiter, the batcher and the
-                # commit timer must never be handed a time before one they were given.
-                now = self.clock.monotonic()
-                self.pump(self.publisher.completions(0), now)
+                now = self._refill()
             for message in messages[start : start + REFILL_EVERY]:
                 self.submit(message, now)
                 self._raise_fatal()
@@ -305,6 +300,17 @@ class Bridge:
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:
             self.commit(wait=False)
         self.observe(now)
+
+    def _refill(self) -> float:
+        """Between a turn's records: a call that ended while they were being mapped gets its
+        slot refilled now rather than after the last of them (500 records: ~5 ms).
+
+        Returns the time the rest of the turn goes on at: the limiter, the batcher and the
+        commit timer must never be handed a time before one they were given.
+        """
+        now = self.clock.monotonic()
+        self.pump(self.publisher.completions(0), now)
+        return now
 
     def shutdown(self) -> None:
         """Drain what is buffered, within the shutdown timeout, and commit."""

@@ -91,6 +91,28 @@ def hold_without_end() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def stale_turn_time() -> Iterator[None]:
+    """After a refill between a turn's records, map the rest at the time the turn's first
+    records were mapped at: the parts are handed a time before the refill's."""
+    real_submit = app.Bridge.submit
+    mapping_at: dict[int, float] = {}
+
+    def submit(self: app.Bridge, message: Any, now: float) -> None:
+        mapping_at[id(self)] = now
+        real_submit(self, message, now)
+
+    def refill(self: app.Bridge) -> float:
+        self.pump(self.publisher.completions(0), self.clock.monotonic())
+        return mapping_at[id(self)]
+
+    with (
+        mock.patch.object(app.Bridge, "submit", submit),
+        mock.patch.object(app.Bridge, "_refill", refill),
+    ):
+        yield
+
+
 MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "commit-highest": commit_highest,
     "skip-epoch-check": skip_epoch_check,
@@ -98,4 +120,5 @@ MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "assume-async-commits": assume_async_commits,
     "retry-outside-lane": retry_outside_lane,
     "hold-without-end": hold_without_end,
+    "stale-turn-time": stale_turn_time,
 }

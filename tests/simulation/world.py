@@ -28,6 +28,8 @@ After every loop turn it checks the invariants (:class:`Violation` names the bro
 * *fencing*: nothing of a revoked or rewound assignment is sent or dead-lettered again;
 * *ordering* (``BRIDGE_ORDERING=partition``): one call in flight per partition, and within
   an assignment the entries, each counted at its last acceptance, are in offset order;
+* *time*: the loop never hands its parts (the batcher, the limiter, the commit timer) a time
+  before one it handed them already, also when mapping records costs time within a turn;
 * *quiescence*: once the faults stop, every record is accepted, dead-lettered or filtered,
   and the committed offset of every partition reaches its end.
 """
@@ -50,7 +52,7 @@ from kafka_eventbridge.batching import Batch, Pending
 from kafka_eventbridge.consumer import CommitListener, RebalanceListener
 from kafka_eventbridge.errors import FatalError, RecordError
 from kafka_eventbridge.offsets import PartitionId
-from kafka_eventbridge.ports import Connections, DeadLetterDelivered
+from kafka_eventbridge.ports import Connections, DeadLetterDelivered, Message
 from kafka_eventbridge.publisher import Completion
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.settings import Settings, load_settings
@@ -58,6 +60,10 @@ from kafka_eventbridge.settings import Settings, load_settings
 REPLAY = ".venv/bin/python -m tests.simulation --seed {seed}"
 GROUP = "sim"
 TURN = 0.0002  # virtual seconds a loop turn costs, so that time always moves on
+# Virtual seconds that mapping one record costs, one value a schedule: with a cost, calls end
+# and limits open while a turn's records are being mapped.
+RECORD_COSTS = (0.0, 0.0, 0.00001, 0.0001, 0.001)
+HEAVY = 0.2  # share of schedules with ten times the records, taken 500 a turn
 
 
 class Violation(AssertionError):  # noqa: N818 - reads as "a violation of an invariant"
@@ -563,6 +569,11 @@ class Simulation:
         self.rng = random.Random(seed)
         rng = self.rng
         self.clock = VirtualClock()
+        # Drawn apart from ``rng``, so that the directed tests' worlds stay as they were.
+        load = random.Random(f"load-{seed}")
+        heavy = records is None and load.random() < HEAVY
+        self.record_cost = load.choice(RECORD_COSTS) if records is None else 0.0
+        self.handed = float("-inf")  # the latest time the loop handed its parts
         topics = ["orders", "payments"][: rng.randint(1, 2)]
         self.partitions: list[PartitionId] = (
             list(records)
@@ -570,7 +581,12 @@ class Simulation:
             else [(topic, p) for topic in topics for p in range(rng.randint(1, 2))]
         )
         topics = sorted({topic for topic, _ in self.partitions})
-        self.env = {**random_settings(rng, topics), **(settings or {})}
+        self.env = random_settings(rng, topics)
+        if heavy:
+            # Turns of more than REFILL_EVERY records, so a slot is refilled between them.
+            self.env["BRIDGE_CONSUME_BATCH_SIZE"] = "500"
+            self.env["BRIDGE_MAX_BUFFERED_RECORDS"] = load.choice(["1000", "5000"])
+        self.env.update(settings or {})
         self.settings: Settings = load_settings(self.env)
         self.ordered = self.env["BRIDGE_ORDERING"] == "partition"
         self.truth = Truth()
@@ -578,7 +594,7 @@ class Simulation:
         weights = [0.8, 0.1, rng.choice([0.0, 0.05]), rng.choice([0.0, 0.05])]
         self._arrivals: dict[PartitionId, list[float]] = {}
         for tp in self.partitions:
-            count = rng.randint(0, 40)
+            count = rng.randint(0, 40) * (10 if heavy else 1)
             self.truth.kinds[tp] = (
                 list(records[tp])
                 if records is not None
@@ -758,9 +774,31 @@ class Simulation:
         bridge = Bridge(
             self.settings, connections=connections, rng=random.Random(self.rng.random())
         )
+        self._watch_time(bridge)
         self.bridge = bridge
         bridge.start()
         return bridge
+
+    def _watch_time(self, bridge: Bridge) -> None:
+        """Check the times the loop hands its parts, and charge the mapping of each record."""
+        submit, pump = bridge.submit, bridge.pump
+
+        def handed(now: float) -> None:
+            if now < self.handed:
+                self.violation(f"the loop handed its parts t={now:.6f} after t={self.handed:.6f}")
+            self.handed = now
+
+        def timed_submit(message: Message, now: float) -> None:
+            handed(now)
+            submit(message, now)
+            self.clock.now += self.record_cost
+
+        def timed_pump(completions: list[Completion], now: float, *, force: bool = False) -> None:
+            handed(now)
+            pump(completions, now, force=force)
+
+        bridge.submit = timed_submit  # type: ignore[method-assign]
+        bridge.pump = timed_pump  # type: ignore[method-assign]
 
     def _crash(self) -> None:
         assert self.consumer and self.publisher and self.dead_letters
