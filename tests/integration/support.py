@@ -14,16 +14,18 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from kafka_eventbridge.settings import property_variable
 from kafka_eventbridge_testing import free_port
-from kafka_eventbridge_testing.brokers import KafkaBroker
+from kafka_eventbridge_testing.brokers import BrokerUnavailableError, KafkaBroker
 
 PARTNER_SOURCE = "aws.partner/example.com/orders"
 
@@ -243,3 +245,48 @@ def bridge_env(
 
 def ids_of(details: Iterable[Mapping[str, Any]]) -> list[str]:
     return [str(d["id"]) for d in details if isinstance(d, Mapping) and "id" in d]
+
+
+# -- suites that start a broker of their own (secured, OIDC) ---------------------------------
+
+FATAL_EXIT_WITHIN = 45.0  # seconds from start to exit on a refused login
+B = TypeVar("B", bound=KafkaBroker)
+
+
+def running_broker(broker: B, what: str) -> Iterator[B]:
+    """A module fixture's body: ``broker`` started for the suite and stopped after it. The
+    suite is about that peer: where it cannot start the suite fails rather than skipping."""
+    try:
+        broker.start()
+    except BrokerUnavailableError as exc:
+        pytest.fail(f"{what} cannot run (needs Java 17 and Maven): {exc}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def kafka_variables(properties: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties as the ``BRIDGE_KAFKA_*`` variables a user would set."""
+    return {property_variable(name): value for name, value in properties.items()}
+
+
+def topic_with_dead_letters(broker: KafkaBroker) -> tuple[str, str]:
+    """A new topic of 2 partitions and a group whose dead-letter topic exists."""
+    topic, group = unique("orders"), unique("group")
+    broker.create_topic(topic, 2)
+    broker.create_topic(f"{group}.dlq", 1)
+    return topic, group
+
+
+def assert_one_fatal_line(process: BridgeProcess, *words: str) -> str:
+    """The bridge exited 1 with exactly one ``error`` line naming ``words`` (in any case),
+    and no traceback; returns that line's message."""
+    assert process.wait(FATAL_EXIT_WITHIN) == 1
+    errors = [line for line in process.log_lines() if line.get("level") == "error"]
+    assert len(errors) == 1, errors
+    message = str(errors[0]["message"])
+    for word in words:
+        assert word.lower() in message.lower(), message
+    assert "Traceback" not in process.log()
+    return message

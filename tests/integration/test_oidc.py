@@ -16,20 +16,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from kafka_eventbridge.settings import property_variable
-from kafka_eventbridge_testing.brokers import BrokerUnavailableError
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import StartBridge
 from tests.integration.oidc import Client, IdentityProvider, OidcApacheKafkaBroker, SigningKey
 from tests.integration.support import (
-    BridgeProcess,
+    assert_one_fatal_line,
     bridge_env,
     headers_of,
     ids_of,
     json_values,
+    kafka_variables,
     produce,
     read_all,
     run_check,
+    running_broker,
+    topic_with_dead_letters,
     unique,
     wait_until,
 )
@@ -37,7 +38,6 @@ from tests.integration.support import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 REAUTH_MS = 8000  # OAUTHBEARER sessions must authenticate again within this
-FATAL_EXIT_WITHIN = 45.0
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +52,7 @@ def provider() -> Iterator[IdentityProvider]:
 @pytest.fixture(scope="module")
 def broker(provider: IdentityProvider) -> Iterator[OidcApacheKafkaBroker]:
     kafka = OidcApacheKafkaBroker(provider, reauth_ms=REAUTH_MS)
-    try:
-        kafka.start()
-    except BrokerUnavailableError as exc:
-        # The peer these tests are about: without it they must fail, not pass by skipping.
-        pytest.fail(f"Apache Kafka with OAUTHBEARER cannot run (needs Java 17 and Maven): {exc}")
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
+    yield from running_broker(kafka, "Apache Kafka with OAUTHBEARER")
 
 
 @pytest.fixture
@@ -72,22 +64,9 @@ def client(provider: IdentityProvider) -> Client:
 def oidc_env(
     broker: OidcApacheKafkaBroker, client: Client, endpoint: str, **extra: str
 ) -> tuple[dict[str, str], str, str]:
-    topic, group = unique("orders"), unique("group")
-    broker.create_topic(topic, 2)
-    broker.create_topic(f"{group}.dlq", 1)
-    variables = {property_variable(k): v for k, v in broker.oidc_config(client).items()}
+    topic, group = topic_with_dead_letters(broker)
+    variables = kafka_variables(broker.oidc_config(client))
     return bridge_env(broker, topic, group, endpoint, **{**variables, **extra}), topic, group
-
-
-def assert_one_fatal_line(process: BridgeProcess, *words: str) -> str:
-    assert process.wait(FATAL_EXIT_WITHIN) == 1
-    errors = [line for line in process.log_lines() if line.get("level") == "error"]
-    assert len(errors) == 1, errors
-    message = str(errors[0]["message"])
-    for word in words:
-        assert word in message, message
-    assert "Traceback" not in process.log()
-    return message
 
 
 def test_oidc_tokens_log_in_the_consumer_and_the_dead_letter_producer(

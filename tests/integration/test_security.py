@@ -14,23 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from kafka_eventbridge.settings import property_variable
-from kafka_eventbridge_testing.brokers import (
-    BrokerUnavailableError,
-    SecuredApacheKafkaBroker,
-    make_tls_files,
-)
+from kafka_eventbridge_testing.brokers import SecuredApacheKafkaBroker, make_tls_files
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from tests.integration.conftest import StartBridge
 from tests.integration.support import (
-    BridgeProcess,
+    FATAL_EXIT_WITHIN,
+    assert_one_fatal_line,
     bridge_env,
     headers_of,
     ids_of,
     json_values,
+    kafka_variables,
     produce,
     read_all,
     run_check,
+    running_broker,
+    topic_with_dead_letters,
     unique,
     wait_until,
 )
@@ -38,52 +37,16 @@ from tests.integration.support import (
 # The first test may wait for Maven to fetch the broker's jars on a fresh machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-FATAL_EXIT_WITHIN = 45.0  # seconds from start to exit on a refused login
-
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[SecuredApacheKafkaBroker]:
-    broker = SecuredApacheKafkaBroker()
-    try:
-        broker.start()
-    except BrokerUnavailableError as exc:
-        # The peer these tests are about: without it they must fail, not pass by skipping.
-        pytest.fail(f"the secured Apache Kafka broker cannot run (needs Java 17 and Maven): {exc}")
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-def kafka_variables(properties: dict[str, str]) -> dict[str, str]:
-    """librdkafka properties as the ``BRIDGE_KAFKA_*`` variables a user would set."""
-    return {property_variable(name): value for name, value in properties.items()}
-
-
-def setup_topics(broker: SecuredApacheKafkaBroker) -> tuple[str, str]:
-    """A topic and a group whose dead-letter topic exists."""
-    topic, group = unique("orders"), unique("group")
-    broker.create_topic(topic, 2)
-    broker.create_topic(f"{group}.dlq", 1)
-    return topic, group
-
-
-def assert_one_fatal_line(process: BridgeProcess, *words: str) -> str:
-    """The bridge exited 1 with exactly one ``error`` line, naming ``words``; no traceback."""
-    assert process.wait(FATAL_EXIT_WITHIN) == 1
-    errors = [line for line in process.log_lines() if line.get("level") == "error"]
-    assert len(errors) == 1, errors
-    message = str(errors[0]["message"])
-    for word in words:
-        assert word in message.lower(), message
-    assert "Traceback" not in process.log()
-    return message
+    yield from running_broker(SecuredApacheKafkaBroker(), "the secured Apache Kafka broker")
 
 
 def test_scram_sha_512_over_tls_delivers_and_dead_letters(
     secured: SecuredApacheKafkaBroker, fake: FakeEventBridge, start_bridge: StartBridge
 ) -> None:
-    topic, group = setup_topics(secured)
+    topic, group = topic_with_dead_letters(secured)
     good = json_values("s", 20)
     produce(secured, topic, [*good[:10], b"{not json", *good[10:]])
     env = bridge_env(
@@ -108,7 +71,7 @@ def test_scram_sha_512_over_tls_delivers_and_dead_letters(
 def test_a_wrong_password_is_one_readable_fatal_error(
     secured: SecuredApacheKafkaBroker, fake: FakeEventBridge, start_bridge: StartBridge
 ) -> None:
-    topic, group = setup_topics(secured)
+    topic, group = topic_with_dead_letters(secured)
     wrong = "not-the-password-" + unique("pw")
     properties = {**secured.sasl_config("bridge"), "sasl.password": wrong}
     started = time.monotonic()
@@ -132,7 +95,7 @@ def test_a_refused_tls_handshake_is_a_fatal_error(
     """A CA that did not sign the broker's certificate, a host name the certificate does not
     carry (hostname verification is on by default), or no client certificate where the broker
     requires one: refused at once with the settings to check, not retried forever."""
-    topic, group = setup_topics(secured)
+    topic, group = topic_with_dead_letters(secured)
     if case == "untrusted-broker":
         other_ca = make_tls_files(tmp_path / "other").ca
         properties = {**secured.sasl_config("bridge"), "ssl.ca.location": str(other_ca)}
@@ -161,7 +124,7 @@ def test_check_logs_in_with_each_mechanism(
     secured: SecuredApacheKafkaBroker, fake: FakeEventBridge, mechanism: str
 ) -> None:
     """``check`` reaches the brokers (admin client) and the DLQ (producer) alike."""
-    topic, group = setup_topics(secured)
+    topic, group = topic_with_dead_letters(secured)
     if mechanism == "mutual-tls":
         properties = {"security.protocol": "SSL", **secured.mtls_config()}
         env = bridge_env(secured, topic, group, fake.url, **kafka_variables(properties))
@@ -189,7 +152,7 @@ def test_secrets_never_show_in_logs_metrics_or_check_output(
     The SASL password and the client key's password are real here (SCRAM over TLS with a
     client certificate whose key is encrypted), so a leak would be of live values.
     """
-    topic, group = setup_topics(secured)
+    topic, group = topic_with_dead_letters(secured)
     aws_secret = "aws-secret-" + unique("key")
     fake.add_credentials("leak-test", aws_secret)  # the stand-in checks every signature
     properties = {**secured.sasl_config("bridge"), **secured.mtls_config()}
