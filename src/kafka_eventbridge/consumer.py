@@ -42,8 +42,8 @@ FORCED = {"enable.auto.commit": "false", "enable.auto.offset.store": "false"}
 # Leaving the group gets this long. librdkafka's close can hang when a rebalance starts while
 # it leaves (an assignment and a revoke arrive inside close, the revoke's commit is refused
 # with UNKNOWN_MEMBER_ID, and close never returns); the bridge then exits without it. Nothing
-# is lost: the offsets were committed before, and the group drops the member after
-# session.timeout.ms.
+# is lost: what was resolved was committed before, the rest is redelivered to the next owner,
+# and the group drops the member after session.timeout.ms.
 CLOSE_TIMEOUT = 10.0
 
 # Errors that no amount of waiting fixes: stop and let Kubernetes restart with backoff.
@@ -266,8 +266,9 @@ class KafkaConsumer:
         if thread.is_alive():
             self._abandoned = True
             log.warning(
-                "leaving the consumer group did not finish; exiting without it "
-                "(offsets are committed; the group drops this member after session.timeout.ms)",
+                "leaving the consumer group did not finish; exiting without it (resolved "
+                "records are committed, the rest is redelivered; the group drops this member "
+                "after session.timeout.ms)",
                 extra={"timeout_s": timeout},
             )
             return
