@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     fake,
     group,
     pytest_runtest_makereport,
+    scenario,
     start_bridge,
     topic,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "pytest_runtest_makereport",
     "results",
     "rng",
+    "scenario",
     "start_bridge",
     "topic",
 ]

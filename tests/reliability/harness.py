@@ -25,7 +25,8 @@ from confluent_kafka import KafkaException, Producer
 from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import ReceivedEntry
 from kafka_eventbridge_testing.procfs import children_status_kib
-from tests.integration.support import committed, read_all
+from tests.integration.conftest import Scenario
+from tests.integration.support import committed, read_all, wait_until
 
 ENV_RESULTS = "BRIDGE_RELIABILITY_RESULTS"
 ENV_SEED = "BRIDGE_RELIABILITY_SEED"
@@ -207,6 +208,26 @@ def tally(
     )
 
 
+def wait_all_committed(
+    scenario: Scenario,
+    topic: str,
+    partitions: int,
+    count: int,
+    timeout: float = 180,
+    what: str = "every record committed",
+) -> None:
+    """Until the group's committed offsets on ``topic`` add up to ``count`` records."""
+    wait_until(
+        lambda: (
+            offsets_sum(committed_when_ready(scenario.broker, scenario.group, topic, partitions))
+            == count
+        ),
+        timeout,
+        what,
+        interval=1,
+    )
+
+
 class Results:
     """Appends each tally to the results file and keeps it for the terminal summary."""
 
@@ -223,6 +244,28 @@ class Results:
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row, sort_keys=True) + "\n")
         return figures
+
+    def count(
+        self,
+        name: str,
+        scenario: Scenario,
+        produced: Sequence[str],
+        started: float,
+        **extra: Any,
+    ) -> Tally:
+        """Report the tally of a scenario against the stand-in and the dead-letter topic
+        of ``scenario``, ``started`` being when its clock (``time.monotonic()``) started."""
+        return self.report(
+            tally(
+                name,
+                scenario.broker,
+                produced,
+                delivered_ids(scenario.fake),
+                dead_lettered_ids(scenario.broker, scenario.dlq),
+                seconds=time.monotonic() - started,
+                **extra,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- processes

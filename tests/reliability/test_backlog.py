@@ -18,8 +18,7 @@ from confluent_kafka import Producer
 
 from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeProcess, Faults
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import committed
+from tests.integration.conftest import Scenario
 from tests.reliability.harness import Results, delivered_ids, peak_rss_mb, rss_mb, tally
 
 pytestmark = pytest.mark.reliability
@@ -42,32 +41,26 @@ def slow_endpoint() -> Iterator[FakeEventBridgeProcess]:
 
 @pytest.mark.timeout(300)
 def test_large_backlog_against_a_slow_endpoint_keeps_memory_bounded(
-    kafka_broker: KafkaBroker,
-    slow_endpoint: FakeEventBridgeProcess,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-    results: Results,
+    scenario: Scenario, slow_endpoint: FakeEventBridgeProcess, results: Results
 ) -> None:
-    name = topic(partitions=PARTITIONS)
+    name = scenario.topic(partitions=PARTITIONS)
     started = time.monotonic()
-    produce_backlog(kafka_broker, name, BACKLOG)
+    produce_backlog(scenario.broker, name, BACKLOG)
     produced_s = time.monotonic() - started
 
-    process = bridge(name, group, slow_endpoint.url, BRIDGE_SHUTDOWN_TIMEOUT_SECONDS="5")
+    process = scenario.bridge(name, slow_endpoint.url, BRIDGE_SHUTDOWN_TIMEOUT_SECONDS="5")
     process.wait_ready()
     assert process.process is not None
     samples = sample(process.metric, process.process.pid, RUN_SECONDS)
     peak = peak_rss_mb(process.process.pid)
     assert process.terminate() == 0
 
-    marks = committed(kafka_broker, group, name, PARTITIONS)
+    marks = scenario.committed(name, PARTITIONS)
     delivered = delivered_ids(slow_endpoint.control)
     figures = results.report(
         tally(
             "1M backlog, slow endpoint, 60 s",
-            kafka_broker,
+            scenario.broker,
             below(marks),
             delivered,
             seconds=time.monotonic() - started,

@@ -9,8 +9,7 @@ skip with that reason; ``BRIDGE_TEST_KAFKA=apache`` runs them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -22,9 +21,10 @@ from kafka_eventbridge_testing.brokers import (
     create_broker,
 )
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import BridgeFactory, Scenario, StartBridge
 from tests.integration.support import (
     BridgeProcess,
+    assert_one_fatal_line,
     bridge_env,
     produce,
     unique,
@@ -34,11 +34,11 @@ from tests.reliability.harness import (
     LoadProducer,
     Results,
     committed_when_ready,
-    dead_lettered_ids,
     delivered_ids,
     offsets_sum,
     record_value,
     tally,
+    wait_all_committed,
 )
 
 pytestmark = pytest.mark.reliability
@@ -47,54 +47,33 @@ PARTITIONS = 4
 
 
 @pytest.mark.timeout(300)
-def test_broker_restart_mid_run_loses_nothing(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-    results: Results,
-) -> None:
-    if not kafka_broker.capabilities.restart_keeps_data:
+def test_broker_restart_mid_run_loses_nothing(scenario: Scenario, results: Results) -> None:
+    broker, fake = scenario.broker, scenario.fake
+    if not broker.capabilities.restart_keeps_data:
         pytest.skip(
-            f"the {kafka_broker.kind} broker loses topics, records and offsets on restart; "
+            f"the {broker.kind} broker loses topics, records and offsets on restart; "
             "run with BRIDGE_TEST_KAFKA=apache"
         )
     fake.set_faults(Faults(latency_ms=10))
-    name = topic(partitions=PARTITIONS)
+    name = scenario.topic(partitions=PARTITIONS)
     started = time.monotonic()
-    load = LoadProducer(kafka_broker, name, "restart", 20_000, 1_000)
+    load = LoadProducer(broker, name, "restart", 20_000, 1_000)
     load.start()
-    process = bridge(name, group, fake.url)
+    process = scenario.bridge(name)
     process.wait_ready()
     wait_until(lambda: fake.stats().entries_accepted >= 3_000, 60, "entries flowing")
     down = time.monotonic()
-    kafka_broker.restart()  # SIGTERM, then the same port and log directory
+    broker.restart()  # SIGTERM, then the same port and log directory
     outage = time.monotonic() - down
     assert process.running, f"the bridge exited on a broker restart:\n{process.log()[-3000:]}"
     produced = load.finish()
-    wait_until(
-        lambda: (
-            offsets_sum(committed_when_ready(kafka_broker, group, name, PARTITIONS))
-            == len(produced)
-        ),
-        180,
-        "every record committed after the restart",
-        interval=1,
+    wait_all_committed(
+        scenario, name, PARTITIONS, len(produced), what="every record committed after the restart"
     )
     assert process.terminate() == 0
 
-    figures = results.report(
-        tally(
-            "broker restart mid-run",
-            kafka_broker,
-            produced,
-            delivered_ids(fake),
-            dead_lettered_ids(kafka_broker, dlq),
-            seconds=time.monotonic() - started,
-            broker_down_s=round(outage, 1),
-        )
+    figures = results.count(
+        "broker restart mid-run", scenario, produced, started, broker_down_s=round(outage, 1)
     )
     assert figures.lost == 0
     assert figures.dead_lettered == 0
@@ -116,28 +95,19 @@ def strict_broker() -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
-def strict_bridge(
-    strict_broker: KafkaBroker, tmp_path: Path
-) -> Iterator[Callable[..., BridgeProcess]]:
+def strict_bridge(strict_broker: KafkaBroker, start_bridge: StartBridge) -> BridgeFactory:
     """Like ``bridge``, against the strict broker."""
-    started: list[BridgeProcess] = []
 
     def start(topic: str, group: str, endpoint: str, **extra: str) -> BridgeProcess:
-        env = bridge_env(strict_broker, topic, group, endpoint, **extra)
-        process = BridgeProcess(env, tmp_path / f"bridge-{len(started)}.log").start()
-        started.append(process)
-        return process
+        return start_bridge(bridge_env(strict_broker, topic, group, endpoint, **extra))
 
-    yield start
-    for process in started:
-        if process.running:
-            process.kill()
+    return start
 
 
 def test_missing_dead_letter_topic_is_fatal_at_start(
     strict_broker: KafkaBroker,
     fake: FakeEventBridge,
-    strict_bridge: Callable[..., BridgeProcess],
+    strict_bridge: BridgeFactory,
     results: Results,
 ) -> None:
     name, group = unique("orders"), unique("group")
@@ -163,7 +133,7 @@ def test_missing_dead_letter_topic_is_fatal_at_start(
     assert code == 1
     assert offsets_sum(committed_when_ready(strict_broker, group, name, 3)) == 0
     assert fake.stats().entries_accepted == 0  # it stopped before consuming anything
-    _assert_one_fatal_line(process, "DeadLetterTopicUnavailable", f"{group}.dlq")
+    assert_one_fatal_line(process, "DeadLetterTopicUnavailable", f"{group}.dlq")
     # Asking for the topic's metadata must not have created it behind the operator's back.
     assert strict_broker.partition_count(f"{group}.dlq") is None
 
@@ -172,7 +142,7 @@ def test_missing_dead_letter_topic_is_fatal_at_start(
 def test_dead_letter_topic_deleted_while_running_is_fatal_and_commits_nothing_unresolved(
     strict_broker: KafkaBroker,
     fake: FakeEventBridge,
-    strict_bridge: Callable[..., BridgeProcess],
+    strict_bridge: BridgeFactory,
     results: Results,
 ) -> None:
     name, group = unique("orders"), unique("group")
@@ -214,13 +184,4 @@ def test_dead_letter_topic_deleted_while_running_is_fatal_and_commits_nothing_un
     assert code == 1
     assert mark == len(before), "the commit must stop at the record that could not be resolved"
     assert figures.lost == 0
-    _assert_one_fatal_line(process, "DeadLetter", f"{group}.dlq")
-
-
-def _assert_one_fatal_line(process: BridgeProcess, code: str, topic: str) -> None:
-    log = process.log()
-    assert "Traceback" not in log
-    errors = [line for line in process.log_lines() if line.get("level") == "error"]
-    assert len(errors) == 1, orjson.dumps(errors).decode()
-    assert code in errors[0]["message"]
-    assert topic in errors[0]["message"]
+    assert_one_fatal_line(process, "DeadLetter", f"{group}.dlq")

@@ -8,22 +8,17 @@ entries, never lose one: the committed offset only ever passes records that are 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
-from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import committed, wait_until
+from kafka_eventbridge_testing.fake_eventbridge import Faults
+from tests.integration.conftest import Scenario
 from tests.reliability.harness import (
     LoadProducer,
     Results,
     SeededRandom,
-    dead_lettered_ids,
     delivered_ids,
-    offsets_sum,
-    tally,
+    wait_all_committed,
 )
 
 pytestmark = pytest.mark.reliability
@@ -47,32 +42,26 @@ REDELIVERED_PER_KILL = (
 
 
 def test_kill_9_at_random_moments_under_load_loses_nothing(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-    results: Results,
-    rng: SeededRandom,
+    scenario: Scenario, results: Results, rng: SeededRandom
 ) -> None:
+    fake, broker = scenario.fake, scenario.broker
     # A little latency, so that batches are in flight when the kill lands.
     fake.set_faults(Faults(latency_ms=20))
-    name = topic(partitions=PARTITIONS)
+    name = scenario.topic(partitions=PARTITIONS)
     settings = {
         "BRIDGE_MAX_BUFFERED_RECORDS": str(MAX_BUFFERED),
         "BRIDGE_CONSUME_BATCH_SIZE": str(CONSUME_BATCH),
         "BRIDGE_MAX_ENTRIES_PER_SECOND": str(MAX_ENTRIES_PER_SECOND),
     }
     started = time.monotonic()
-    load = LoadProducer(kafka_broker, name, "kill", RECORDS, RATE)
+    load = LoadProducer(broker, name, "kill", RECORDS, RATE)
     load.start()
 
     delays = []
     for _ in range(CYCLES):
-        process = bridge(name, group, fake.url, **settings)
+        process = scenario.bridge(name, **settings)
         # After a SIGKILL the group waits out the dead member's session before it assigns.
-        process.wait_ready(kafka_broker.capabilities.group_settle_s * 2)
+        process.wait_ready(broker.capabilities.group_settle_s * 2)
         delays.append(round(rng.uniform(0.2, 3.0), 2))
         time.sleep(delays[-1])
         assert process.running, f"the bridge exited on its own:\n{process.log()[-3000:]}"
@@ -81,29 +70,22 @@ def test_kill_9_at_random_moments_under_load_loses_nothing(
     produced = load.finish()
     killed_at = len(set(delivered_ids(fake)))
 
-    final = bridge(name, group, fake.url, **settings)
-    final.wait_ready(kafka_broker.capabilities.group_settle_s * 2)
-    wait_until(
-        lambda: offsets_sum(committed(kafka_broker, group, name, PARTITIONS)) == len(produced),
-        180,
-        "the clean run to commit every record",
-        interval=1,
+    final = scenario.bridge(name, **settings)
+    final.wait_ready(broker.capabilities.group_settle_s * 2)
+    wait_all_committed(
+        scenario, name, PARTITIONS, len(produced), what="the clean run to commit every record"
     )
     assert final.terminate() == 0
 
-    figures = results.report(
-        tally(
-            "kill -9 x5 under load",
-            kafka_broker,
-            produced,
-            delivered_ids(fake),
-            dead_lettered_ids(kafka_broker, dlq),
-            seconds=time.monotonic() - started,
-            kills=CYCLES,
-            kill_delays_s=delays,
-            seed=rng.initial_seed,
-            delivered_before_clean_run=killed_at,
-        )
+    figures = results.count(
+        "kill -9 x5 under load",
+        scenario,
+        produced,
+        started,
+        kills=CYCLES,
+        kill_delays_s=delays,
+        seed=rng.initial_seed,
+        delivered_before_clean_run=killed_at,
     )
     assert 0 < killed_at < len(produced), "the kills should land mid-stream"
     assert figures.lost == 0

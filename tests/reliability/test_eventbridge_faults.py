@@ -9,23 +9,14 @@ bridge retries only what failed, with backoff, forever by default.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import BridgeProcess, committed, wait_until
-from tests.reliability.harness import (
-    LoadProducer,
-    Results,
-    dead_lettered_ids,
-    delivered_ids,
-    offsets_sum,
-    tally,
-)
+from tests.integration.conftest import Scenario
+from tests.integration.support import BridgeProcess, wait_until
+from tests.reliability.harness import LoadProducer, Results, wait_all_committed
 
 pytestmark = pytest.mark.reliability
 
@@ -62,45 +53,29 @@ CASES = [
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_retryable_faults_deliver_everything_and_dead_letter_nothing(
-    case: FaultCase,
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-    results: Results,
+    case: FaultCase, scenario: Scenario, results: Results
 ) -> None:
+    fake = scenario.fake
     fake.set_faults(case.faults)
-    name = topic(partitions=PARTITIONS)
+    name = scenario.topic(partitions=PARTITIONS)
     started = time.monotonic()
-    load = LoadProducer(kafka_broker, name, "f", case.records, case.rate)
+    load = LoadProducer(scenario.broker, name, "f", case.records, case.rate)
     load.start()
-    process = bridge(name, group, fake.url, BRIDGE_RETRY_BACKOFF_INITIAL_MS="20")
+    process = scenario.bridge(name, BRIDGE_RETRY_BACKOFF_INITIAL_MS="20")
     if case.outage_s:
         _outage(fake, process, case.outage_s)
     produced = load.finish()
-    wait_until(
-        lambda: offsets_sum(committed(kafka_broker, group, name, PARTITIONS)) == len(produced),
-        120,
-        "every record committed",
-        interval=1,
-    )
+    wait_all_committed(scenario, name, PARTITIONS, len(produced), timeout=120)
     retries = process.metric("kafka_eventbridge_retries_total")
     assert process.terminate() == 0
 
-    stats = fake.stats()
-    figures = results.report(
-        tally(
-            f"EventBridge fault: {case.name}",
-            kafka_broker,
-            produced,
-            delivered_ids(fake),
-            dead_lettered_ids(kafka_broker, dlq),
-            seconds=time.monotonic() - started,
-            retries=int(retries),
-            calls=stats.calls_by_outcome,
-        )
+    figures = results.count(
+        f"EventBridge fault: {case.name}",
+        scenario,
+        produced,
+        started,
+        retries=int(retries),
+        calls=fake.stats().calls_by_outcome,
     )
     assert figures.lost == 0
     assert figures.dead_lettered == 0

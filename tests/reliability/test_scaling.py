@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import BridgeProcess, committed, wait_until
-from tests.reliability.harness import (
-    LoadProducer,
-    Results,
-    dead_lettered_ids,
-    delivered_ids,
-    offsets_sum,
-    tally,
-)
+from kafka_eventbridge_testing.fake_eventbridge import Faults
+from tests.integration.conftest import Scenario
+from tests.integration.support import BridgeProcess, wait_until
+from tests.reliability.harness import LoadProducer, Results, wait_all_committed
 
 pytestmark = pytest.mark.reliability
 
@@ -35,26 +27,21 @@ PUBLISHED = "kafka_eventbridge_entries_published_total"
 
 @pytest.mark.timeout(300)
 def test_scale_one_to_three_to_one_under_load_loses_nothing(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-    results: Results,
+    scenario: Scenario, results: Results
 ) -> None:
+    fake = scenario.fake
     fake.set_faults(Faults(latency_ms=20))  # batches in flight when partitions move
-    name = topic(partitions=PARTITIONS)
-    settle = kafka_broker.capabilities.group_settle_s * 3
+    name = scenario.topic(partitions=PARTITIONS)
+    settle = scenario.broker.capabilities.group_settle_s * 3
     started = time.monotonic()
-    load = LoadProducer(kafka_broker, name, "scale", 200_000, 1_000)
+    load = LoadProducer(scenario.broker, name, "scale", 200_000, 1_000)
     load.start()
 
-    first = bridge(name, group, fake.url)
+    first = scenario.bridge(name)
     first.wait_ready()
     wait_until(lambda: fake.stats().entries_accepted >= 2_000, 60, "entries flowing")
 
-    extra = [bridge(name, group, fake.url) for _ in range(2)]
+    extra = [scenario.bridge(name) for _ in range(2)]
     trio = [first, *extra]
     wait_until(lambda: _spread(trio), settle, "six partitions spread over three bridges")
     wait_until(lambda: all(p.metric(PUBLISHED) > 0 for p in extra), 60, "all three publishing")
@@ -65,30 +52,21 @@ def test_scale_one_to_three_to_one_under_load_loses_nothing(
     wait_until(lambda: first.metric(ASSIGNED) == PARTITIONS, settle, "one bridge with all six")
     load.stop()
     produced = load.finish()
-    wait_until(
-        lambda: offsets_sum(committed(kafka_broker, group, name, PARTITIONS)) == len(produced),
-        120,
-        "every record committed",
-        interval=1,
-    )
+    wait_all_committed(scenario, name, PARTITIONS, len(produced), timeout=120)
     rebalances = first.metrics()
     assert first.terminate() == 0
 
-    figures = results.report(
-        tally(
-            "scale 1 -> 3 -> 1 under load",
-            kafka_broker,
-            produced,
-            delivered_ids(fake),
-            dead_lettered_ids(kafka_broker, dlq),
-            seconds=time.monotonic() - started,
-            three_bridges_after_s=round(scaled_up, 1),
-            first_bridge_rebalance_events={
-                key.split('"')[1]: int(value)
-                for key, value in rebalances.items()
-                if key.startswith("kafka_eventbridge_rebalances_total{")
-            },
-        )
+    figures = results.count(
+        "scale 1 -> 3 -> 1 under load",
+        scenario,
+        produced,
+        started,
+        three_bridges_after_s=round(scaled_up, 1),
+        first_bridge_rebalance_events={
+            key.split('"')[1]: int(value)
+            for key, value in rebalances.items()
+            if key.startswith("kafka_eventbridge_rebalances_total{")
+        },
     )
     assert figures.lost == 0
     assert figures.dead_lettered == 0
