@@ -249,7 +249,7 @@ def ids_of(details: Iterable[Mapping[str, Any]]) -> list[str]:
 
 # -- suites that start a broker of their own (secured, OIDC) ---------------------------------
 
-FATAL_EXIT_WITHIN = 45.0  # seconds from start to exit on a refused login
+FATAL_EXIT_WITHIN = 45.0  # seconds from start to exit on a fatal error (login, bucket, registry)
 B = TypeVar("B", bound=KafkaBroker)
 
 

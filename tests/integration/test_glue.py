@@ -14,7 +14,7 @@ import decimal
 import json
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,12 +28,10 @@ from kafka_eventbridge.mapping import Mapper, RouteSpec, compile_route
 from kafka_eventbridge.records import SourceRecord
 from kafka_eventbridge.schemas import build_decoders
 from kafka_eventbridge.settings import Api, MappingSettings, ValueFormat
-from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
 from kafka_eventbridge_testing.moto import client, moto_server
 from tests.integration.aws_peers import reset_moto
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import committed, headers_of, produce, read_all, wait_until
+from tests.integration.conftest import Scenario
+from tests.integration.support import headers_of, produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -409,16 +407,11 @@ def test_an_unreachable_glue_endpoint_is_fatal(glue: Any, monkeypatch: pytest.Mo
 
 
 def test_the_bridge_delivers_glue_records_and_dead_letters_the_rest(
-    glue: Any,
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
+    glue: Any, scenario: Scenario
 ) -> None:
     """``kafka-eventbridge run``: Kafka in, moto's Glue for the schemas, the stand-in out."""
-    name = topic(partitions=1)
+    fake = scenario.fake
+    name = scenario.topic(partitions=1)
     schema = AvroSchema(json.dumps(ORDER_V2))
     orders = [
         {
@@ -432,13 +425,13 @@ def test_the_bridge_delivers_glue_records_and_dead_letters_the_rest(
     write = serializer(glue)
     values = [write.serialize(name, DataAndSchema(order, schema)) for order in orders]
     values.insert(5, b"\x00\x00\x00\x00\x01" + values[0][18:])  # Confluent framing
-    produce(kafka_broker, name, values)
+    produce(scenario.broker, name, values)
 
     glue_url = glue.meta.endpoint_url
-    bridge(name, group, fake.url, BRIDGE_VALUE_FORMAT="glue-avro", AWS_ENDPOINT_URL_GLUE=glue_url)
+    scenario.bridge(name, BRIDGE_VALUE_FORMAT="glue-avro", AWS_ENDPOINT_URL_GLUE=glue_url)
     assert fake.wait_for_accepted(20, 60), f"accepted: {fake.stats().entries_accepted}"
-    (dead,) = read_all(kafka_broker, dlq, expected=1, timeout=30)
-    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == len(values), 30, "commit")
+    (dead,) = read_all(scenario.broker, scenario.dlq, expected=1, timeout=30)
+    wait_until(lambda: scenario.committed(name, 1)[0] == len(values), 30, "commit")
 
     details = sorted((e.detail for e in fake.entries()), key=lambda d: int(d["id"][2:]))
     assert [d["id"] for d in details] == [o["id"] for o in orders]

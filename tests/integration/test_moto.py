@@ -10,16 +10,14 @@ these runs are small.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.moto import client, moto_server, partner_source, route_to_queue
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import Scenario
 from tests.integration.support import (
     PARTNER_SOURCE,
-    committed,
     json_values,
     produce,
     wait_until,
@@ -34,20 +32,13 @@ def moto_url() -> Iterator[str]:
         yield url
 
 
-def test_partner_events_reach_the_default_bus(
-    kafka_broker: KafkaBroker,
-    moto_url: str,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-) -> None:
+def test_partner_events_reach_the_default_bus(scenario: Scenario, moto_url: str) -> None:
     read = partner_source(moto_url, PARTNER_SOURCE)
-    name = topic(partitions=1)
-    produce(kafka_broker, name, json_values("moto", 30))
-    process = bridge(name, group, moto_url)
+    name = scenario.topic(partitions=1)
+    produce(scenario.broker, name, json_values("moto", 30))
+    process = scenario.bridge(name, moto_url)
     wait_until(lambda: len(read()) >= 30, 90, "30 events in the queue", interval=0.5)
-    wait_until(lambda: committed(kafka_broker, group, name, 1)[0] == 30, 30, "commit")
+    wait_until(lambda: scenario.committed(name, 1)[0] == 30, 30, "commit")
     assert process.terminate() == 0
     events = read()
     assert sorted(e["detail"]["id"] for e in events) == sorted(f"moto-{i}" for i in range(30))
@@ -55,22 +46,14 @@ def test_partner_events_reach_the_default_bus(
     assert {e["source"] for e in events} == {PARTNER_SOURCE}
 
 
-def test_put_events_to_a_custom_bus(
-    kafka_broker: KafkaBroker,
-    moto_url: str,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-) -> None:
+def test_put_events_to_a_custom_bus(scenario: Scenario, moto_url: str) -> None:
     bus = f"orders{time.monotonic_ns()}"
     client("events", moto_url).create_event_bus(Name=bus)
     read = route_to_queue(moto_url, bus, {"source": ["acme.orders"]})
-    name = topic(partitions=1)
-    produce(kafka_broker, name, json_values("bus", 20))
-    process = bridge(
+    name = scenario.topic(partitions=1)
+    produce(scenario.broker, name, json_values("bus", 20))
+    process = scenario.bridge(
         name,
-        group,
         moto_url,
         BRIDGE_EVENTBRIDGE_API="events",
         BRIDGE_EVENTBRIDGE_EVENT_BUS=bus,

@@ -31,8 +31,9 @@ from kafka_eventbridge.settings import load_settings
 from kafka_eventbridge_testing import free_port
 from kafka_eventbridge_testing.brokers import KafkaBroker
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import Scenario
 from tests.integration.support import (
+    assert_one_fatal_line,
     bridge_env,
     committed,
     headers_of,
@@ -155,29 +156,18 @@ def test_records_are_delivered_as_plain_json_and_bad_framing_is_dead_lettered(
     assert headers["trace-id"] == b"abc"
 
 
-def test_an_unreachable_registry_is_fatal_and_dead_letters_nothing(
-    kafka_broker: KafkaBroker,
-    fake: FakeEventBridge,
-    topic: Callable[..., str],
-    group: str,
-    dlq: str,
-    bridge: BridgeFactory,
-) -> None:
-    name = topic(partitions=1)
+def test_an_unreachable_registry_is_fatal_and_dead_letters_nothing(scenario: Scenario) -> None:
+    name = scenario.topic(partitions=1)
     # Avro in the wire format (magic byte, schema id 1), whose schema cannot be fetched.
-    produce(kafka_broker, name, [b"\x00\x00\x00\x00\x01\x02x\x02y\x02"] * 5)
-    process = bridge(
+    produce(scenario.broker, name, [b"\x00\x00\x00\x00\x01\x02x\x02y\x02"] * 5)
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_VALUE_FORMAT="avro",
         BRIDGE_SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{free_port()}",
         BRIDGE_SCHEMA_REGISTRY_MAX_RETRIES="1",
         BRIDGE_SCHEMA_REGISTRY_TIMEOUT_SECONDS="2",
     )
-    assert process.wait(60) == 1
-    errors = [line for line in process.log_lines() if line.get("level") == "error"]
-    assert len(errors) == 1 and "SchemaRegistryUnavailable" in errors[0]["message"]
-    assert committed(kafka_broker, group, name, 1)[0] == 0
-    assert read_all(kafka_broker, dlq, expected=1, timeout=3) == []
-    assert fake.stats().entries_accepted == 0
+    assert_one_fatal_line(process, "SchemaRegistryUnavailable")
+    assert scenario.committed(name, 1)[0] == 0
+    assert read_all(scenario.broker, scenario.dlq, expected=1, timeout=3) == []
+    assert scenario.fake.stats().entries_accepted == 0

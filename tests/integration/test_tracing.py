@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,9 +26,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from kafka_eventbridge_testing import free_port
 from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge
-from tests.integration.conftest import BridgeFactory
-from tests.integration.support import ids_of, read_all, unique, wait_until
+from tests.integration.conftest import Scenario
+from tests.integration.support import ids_of, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,21 +125,15 @@ def produce_traced(broker: KafkaBroker, topic: str, values: list[bytes]) -> list
 
 
 def test_each_record_continues_its_producers_trace_into_putevents(
-    kafka_broker: KafkaBroker,
-    topic: Callable[..., str],
-    fake: FakeEventBridge,
-    collector: Collector,
-    bridge: BridgeFactory,
+    scenario: Scenario, collector: Collector
 ) -> None:
-    name, group = topic("traced", partitions=2), unique("group")
-    kafka_broker.create_topic(f"{group}.dlq", 1)
+    broker, fake = scenario.broker, scenario.fake
+    name = scenario.topic("traced", partitions=2)
     values = [orjson.dumps({"id": f"t-{i}", "type": "order.created"}) for i in range(12)]
     values.insert(5, b"{not json")
-    parents = produce_traced(kafka_broker, name, values)
-    process = bridge(
+    parents = produce_traced(broker, name, values)
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         BRIDGE_EVENTBRIDGE_API="events",
         BRIDGE_MAP_SOURCE="'shop.orders'",
         BRIDGE_EVENTBRIDGE_TRACE_HEADER="traceparent",
@@ -149,7 +142,7 @@ def test_each_record_continues_its_producers_trace_into_putevents(
         OTEL_BSP_SCHEDULE_DELAY="200",
     )
     wait_until(lambda: fake.stats().entries_accepted >= 12, 60, "12 entries accepted")
-    assert len(read_all(kafka_broker, f"{group}.dlq", expected=1)) == 1
+    assert len(read_all(broker, scenario.dlq, expected=1)) == 1
     wait_until(lambda: len(collector.named("process ")) >= 13, 30, "13 record spans exported")
     assert process.terminate() == 0  # flushes what is left
 
@@ -186,20 +179,13 @@ def test_each_record_continues_its_producers_trace_into_putevents(
     assert {r["service.name"] for r in collector.resources()} == {"orders-bridge"}
 
 
-def test_a_collector_that_is_down_neither_stops_nor_slows_delivery(
-    kafka_broker: KafkaBroker,
-    topic: Callable[..., str],
-    fake: FakeEventBridge,
-    bridge: BridgeFactory,
-) -> None:
+def test_a_collector_that_is_down_neither_stops_nor_slows_delivery(scenario: Scenario) -> None:
     """Spans that cannot be exported are dropped: records are delivered, shutdown is prompt."""
-    name, group = topic("untraced", partitions=2), unique("group")
-    kafka_broker.create_topic(f"{group}.dlq", 1)
-    produce_traced(kafka_broker, name, [orjson.dumps({"id": f"d-{i}"}) for i in range(50)])
-    process = bridge(
+    fake = scenario.fake
+    name = scenario.topic("untraced", partitions=2)
+    produce_traced(scenario.broker, name, [orjson.dumps({"id": f"d-{i}"}) for i in range(50)])
+    process = scenario.bridge(
         name,
-        group,
-        fake.url,
         OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # nothing listens
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_EXPORTER_OTLP_TIMEOUT="2",
