@@ -57,14 +57,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from kafka_eventbridge_testing import free_port
+from kafka_eventbridge_testing import Peer, free_port
 
 __all__ = [
     "APACHE_CAPABILITIES",
@@ -412,7 +411,7 @@ def _topic_ready(admin: AdminClient, name: str, partitions: int) -> bool:
 # --------------------------------------------------------------------------- the API
 
 
-class KafkaBroker(abc.ABC):
+class KafkaBroker(Peer):
     """A running Kafka-compatible broker: start, address it, shape topics, stop.
 
     Use it as a context manager, or call ``start()``/``stop()``. Clients should be built from
@@ -427,18 +426,6 @@ class KafkaBroker(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind} at {self.bootstrap_servers or '-'}>"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     @abc.abstractmethod
