@@ -76,17 +76,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import lru_cache
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Final, NamedTuple, Self, cast
 
 import orjson
+import uvloop
 
-from kafka_eventbridge_testing import sigv4
+from kafka_eventbridge_testing import Peer, sigv4
 
 __all__ = [
     "DEFAULT_CREDENTIALS",
     "DEFAULT_MAX_ENTRY_BYTES",
     "FAIL_MARKER",
+    "EventLoop",
     "FakeEventBridge",
     "FakeEventBridgeClient",
     "FakeEventBridgeProcess",
@@ -449,7 +451,9 @@ class _Failure(NamedTuple):
 
 
 def _utf8_len(value: object) -> int:
-    return len(value.encode()) if isinstance(value, str) else 0
+    if not isinstance(value, str):
+        return 0
+    return len(value) if value.isascii() else len(value.encode())
 
 
 def _entry_size(entry: Mapping[str, Any]) -> int:
@@ -778,6 +782,12 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()
 
 
+@lru_cache(maxsize=4)
+def _http_date(epoch_second: int) -> bytes:
+    """An HTTP ``Date`` value; the same for every answer of a second (cached)."""
+    return format_datetime(datetime.fromtimestamp(epoch_second, UTC), usegmt=True).encode()
+
+
 def _encode_response(reply: _Reply, keep_alive: bool, request_id: int, date: bytes) -> bytes:
     head = b"%sContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: %x\r\nDate: %s\r\n%s" % (
         _status_line(reply.status),
@@ -920,7 +930,7 @@ class _Server:
         return datetime.now(UTC) + timedelta(seconds=skew)
 
     def http_date(self) -> bytes:
-        return format_datetime(self.now(), usegmt=True).encode()
+        return _http_date(int(self.now().timestamp()))
 
     def _refusal(self, request: _Request, operation: str) -> _Reply | None:
         """The answer to a request whose signature does not verify; None when it does."""
@@ -1168,8 +1178,19 @@ class _Control:
 # --------------------------------------------------------------------------- public API
 
 
-class FakeEventBridge:
-    """The stand-in, served by an asyncio loop on a background thread.
+class EventLoop(enum.StrEnum):
+    """What serves the stand-in's connections: uvloop (libuv's loop, transports in C) by
+    default, or the standard library's asyncio loop, to compare the two."""
+
+    UVLOOP = "uvloop"
+    ASYNCIO = "asyncio"
+
+    def new(self) -> asyncio.AbstractEventLoop:
+        return uvloop.new_event_loop() if self is EventLoop.UVLOOP else asyncio.new_event_loop()
+
+
+class FakeEventBridge(Peer):
+    """The stand-in, served by an event loop (see :class:`EventLoop`) on a background thread.
 
     Every public method is thread-safe. ``store`` bounds memory for long benchmark runs:
     ``ids`` keeps only EventIds, ``times`` only each entry's ``Time`` and ``received_at``
@@ -1193,7 +1214,9 @@ class FakeEventBridge:
         region: str = "us-east-1",
         credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
         tls: ssl.SSLContext | None = None,
+        event_loop: EventLoop | str = EventLoop.UVLOOP,
     ) -> None:
+        self._event_loop = EventLoop(event_loop)
         self._recorder = _Recorder(StoreMode(store))
         self._service = _Service(
             self._recorder,
@@ -1214,7 +1237,7 @@ class FakeEventBridge:
     def start(self) -> Self:
         if self._thread is not None:
             raise RuntimeError("FakeEventBridge already started")
-        loop = asyncio.new_event_loop()
+        loop = self._event_loop.new()
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._run, args=(loop, ready), name="fake-eventbridge", daemon=True
@@ -1251,17 +1274,6 @@ class FakeEventBridge:
             loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=_START_TIMEOUT_S)
         self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -1403,7 +1415,7 @@ class FakeEventBridgeClient:
         self._call("POST", "outage", {"seconds": seconds})
 
 
-class FakeEventBridgeProcess:
+class FakeEventBridgeProcess(Peer):
     """Runs the stand-in as ``python -m`` in its own process, so it gets its own core."""
 
     def __init__(
@@ -1411,6 +1423,7 @@ class FakeEventBridgeProcess:
         faults: Faults | None = None,
         *,
         store: StoreMode | str = StoreMode.FULL,
+        event_loop: EventLoop | str = EventLoop.UVLOOP,
         extra_args: Sequence[str] = (),
     ) -> None:
         self._args = [
@@ -1421,6 +1434,8 @@ class FakeEventBridgeProcess:
             "0",
             "--store",
             str(StoreMode(store)),
+            "--event-loop",
+            str(EventLoop(event_loop)),
             "--faults-json",
             orjson.dumps((faults or Faults()).to_json()).decode(),
             *extra_args,
@@ -1441,6 +1456,11 @@ class FakeEventBridgeProcess:
     def control(self) -> FakeEventBridgeClient:
         return FakeEventBridgeClient(self.url)
 
+    @property
+    def pid(self) -> int | None:
+        """The stand-in process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
@@ -1453,17 +1473,6 @@ class FakeEventBridgeProcess:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1492,6 +1501,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=0, help="0 picks a free port")
     add("--store", choices=[m.value for m in StoreMode], default=StoreMode.FULL.value)
+    add("--event-loop", choices=[m.value for m in EventLoop], default=EventLoop.UVLOOP.value)
     add("--max-entry-bytes", type=int, default=DEFAULT_MAX_ENTRY_BYTES)
     add("--max-request-bytes", type=int, default=None, help="default: --max-entry-bytes")
     add("--faults-json", type=orjson.loads, default=None, help="a Faults object as JSON")
@@ -1559,6 +1569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_entry_bytes=args.max_entry_bytes,
         max_request_bytes=args.max_request_bytes,
         credentials=dict(args.credentials) if args.credentials else DEFAULT_CREDENTIALS,
+        event_loop=args.event_loop,
     )
     with fake:
         sys.stdout.write(f"{fake.url}\n")
