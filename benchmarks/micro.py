@@ -36,7 +36,7 @@ from kafka_eventbridge.crt import CrtTransport
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion
 from kafka_eventbridge.settings import load_settings
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridgeProcess
+from kafka_eventbridge_testing.fake_eventbridge import EventLoop, FakeEventBridgeProcess
 
 TOPIC = "orders"
 
@@ -69,7 +69,12 @@ class _InstantPublisher:
         pass
 
 
-def _messages(count: int) -> list[Message]:
+Headers = list[tuple[str, str | bytes | None]]  # as confluent_kafka.Message takes them
+
+
+def messages(count: int, headers: Callable[[int], Headers] | None = None) -> list[Message]:
+    """``count`` records as the consumer hands them over, spread over the partitions; each
+    with ``headers(i)`` when given."""
     now = int(time.time() * 1000)
     return [
         Message(
@@ -78,7 +83,7 @@ def _messages(count: int) -> list[Message]:
             offset=i // PARTITIONS,
             key=str(i).encode(),
             value=record_value(i),
-            headers=None,
+            headers=headers(i) if headers else None,
             timestamp=(1, now),
         )
         for i in range(count)
@@ -99,19 +104,25 @@ def _bridge() -> Bridge:
     return bridge
 
 
-def loop_us_per_record(count: int = 50_000, chunk: int = 500) -> float:
-    """Main-loop CPU per record: submit in consume-sized chunks, then send and settle."""
-    bridge = _bridge()
-    messages = _messages(count)
-    tune_garbage_collector()  # as `kafka-eventbridge run` does once set up
-    started = time.thread_time()
-    for start in range(0, count, chunk):
+def drive(bridge: Bridge, records: Sequence[Message], chunk: int) -> None:
+    """The loop's work on ``records``: submitted ``chunk`` at a time, as consumed, each chunk
+    sent and settled (by an instant publisher) before the next."""
+    for start in range(0, len(records), chunk):
         now = time.monotonic()
-        for message in messages[start : start + chunk]:
+        for message in records[start : start + chunk]:
             bridge.submit(message, now)
         while bridge.batcher:
             bridge.pump(bridge.publisher.completions(), now, force=True)
         bridge.pump(bridge.publisher.completions(), now)
+
+
+def loop_us_per_record(count: int = 50_000, chunk: int = 500) -> float:
+    """Main-loop CPU per record: submit in consume-sized chunks, then send and settle."""
+    bridge = _bridge()
+    records = messages(count)
+    tune_garbage_collector()  # as `kafka-eventbridge run` does once set up
+    started = time.thread_time()
+    drive(bridge, records, chunk)
     spent = time.thread_time() - started
     assert bridge.tracker.unresolved() == 0
     bridge.dead_letters.flush(0)
@@ -171,9 +182,40 @@ def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
     return result
 
 
+def stand_in_us_per_call(event_loop: EventLoop, calls: int = 5_000, in_flight: int = 64) -> float:
+    """The stand-in's own CPU per 20-entry call (verified, judged, counted, answered), with
+    ``in_flight`` calls kept open by the crt path, as a bridge keeps them."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
+        region_name="us-east-1",
+    )
+    body = orjson.dumps({"Entries": [e.wire() for e in _entries(20)]})
+    with FakeEventBridgeProcess(store="counts", event_loop=event_loop) as fake:
+        assert fake.pid is not None
+        client = session.client("events", endpoint_url=fake.url)
+        transport = CrtTransport(client, session.get_credentials(), "PutPartnerEvents", in_flight)
+        sent = answered = 0
+        started = 0.0
+        while answered < calls + in_flight:  # the first window warms the connections up
+            while sent < calls + in_flight and transport.in_flight < in_flight:
+                transport.send(None, body)
+                sent += 1
+            transport.flush()
+            for _, result, _ in transport.results(timeout=10):
+                assert isinstance(result, dict) and not result.get("FailedEntryCount"), result
+                answered += 1
+                if answered == in_flight:
+                    started = cpu_seconds(fake.pid)
+        spent = cpu_seconds(fake.pid) - started
+        transport.close()
+    return spent / calls * 1e6
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.micro")
-    parser.add_argument("what", nargs="?", choices=["loop", "publish", "all"], default="all")
+    choices = ["loop", "publish", "stand-in", "all"]
+    parser.add_argument("what", nargs="?", choices=choices, default="all")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -194,6 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"{name}: {statistics.median(runs):.0f} us CPU per 20-entry call "
                 f"({statistics.median(runs) / 20:.1f} us per entry)"
+            )
+    if args.what in ("stand-in", "all"):
+        by_loop: dict[EventLoop, list[float]] = {loop: [] for loop in EventLoop}
+        for _ in range(args.repeat):  # interleaved, so drifting load hits both alike
+            for loop, runs in by_loop.items():
+                runs.append(stand_in_us_per_call(loop))
+        for loop, runs in by_loop.items():
+            print(
+                f"stand-in on {loop}: {statistics.median(runs):.0f} us CPU per 20-entry call "
+                f"(runs {', '.join(f'{r:.0f}' for r in runs)})"
             )
     return 0
 

@@ -31,6 +31,7 @@ from benchmarks.workload import DLQ_TOPIC, preload, unique
 from kafka_eventbridge.settings import PipelineSettings
 from kafka_eventbridge_testing.brokers import KafkaBroker, create_broker
 from kafka_eventbridge_testing.fake_eventbridge import (
+    EventLoop,
     FakeEventBridgeClient,
     FakeEventBridgeProcess,
 )
@@ -65,6 +66,7 @@ class Options:
     pinned: bool
     latency_seconds: float
     latency_rate: float | None
+    stand_in_loop: EventLoop
 
     @property
     def in_flight(self) -> int:
@@ -400,6 +402,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         action="store_true",
         help="skip the bare loop and bridge runs held on one CPU",
     )
+    parser.add_argument(
+        "--stand-in-loop",
+        choices=[loop.value for loop in EventLoop],
+        default=EventLoop.UVLOOP.value,
+        help="the stand-in's event loop (default uvloop; asyncio to see what it costs the peers)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=LATENCY_SECONDS)
     parser.add_argument(
         "--latency-rate", type=float, help="records/s for the latency run (default: half of e2e)"
@@ -420,6 +428,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         pinned=not args.no_pinned,
         latency_seconds=args.latency_seconds,
         latency_rate=args.latency_rate,
+        stand_in_loop=EventLoop(args.stand_in_loop),
     )
 
 
@@ -434,7 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     print(f"starting the {options.broker} broker and the stand-in EventBridge", flush=True)
-    with create_broker(options.broker) as broker, FakeEventBridgeProcess(store="counts") as fake:
+    with (
+        create_broker(options.broker) as broker,
+        FakeEventBridgeProcess(store="counts", event_loop=options.stand_in_loop) as fake,
+    ):
         broker.create_topic(DLQ_TOPIC, 1)
         bench = Bench(options, broker, fake.url, logs, peers=_peer_pids(broker, fake))
         bench.run()
@@ -446,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeat": options.repeat,
         "in_flight_default": DEFAULT_IN_FLIGHT,
         "overrides": options.overrides,
+        "stand_in_loop": str(options.stand_in_loop),
         "machine": {
             "cpus": os.cpu_count(),
             "load_average_before": load_before,

@@ -31,8 +31,8 @@ from confluent_kafka import Message
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from benchmarks.micro import TOPIC, _InstantPublisher
-from benchmarks.workload import PARTITIONS, record_value
+from benchmarks.micro import TOPIC, Headers, _InstantPublisher, drive, messages
+from benchmarks.workload import PARTITIONS
 from kafka_eventbridge.app import Bridge
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.records import SourceRecord
@@ -52,26 +52,15 @@ class _Discard(SpanExporter):
         pass
 
 
-def _messages(count: int, sampled: bool) -> list[Message]:
-    now = int(time.time() * 1000)
+def _traced(count: int, sampled: bool) -> list[Message]:
+    """Records each carrying a producer's ``traceparent`` of its own."""
     flags = "01" if sampled else "00"
-    return [
-        Message(
-            topic=TOPIC,
-            partition=i % PARTITIONS,
-            offset=i // PARTITIONS,
-            key=str(i).encode(),
-            value=record_value(i),
-            headers=[
-                (
-                    "traceparent",
-                    f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{flags}".encode(),
-                )
-            ],
-            timestamp=(1, now),
-        )
-        for i in range(count)
-    ]
+
+    def traceparent(_: int) -> Headers:
+        parent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{flags}"
+        return [("traceparent", parent.encode())]
+
+    return messages(count, traceparent)
 
 
 ENV = {
@@ -116,15 +105,9 @@ def us_per_record(setup: str, count: int = 20_000, chunk: int = 500) -> float:
     bridge.partitions_assigned([(TOPIC, p) for p in range(PARTITIONS)])
     publisher: Any = _InstantPublisher(bridge.publisher.max_in_flight)
     bridge.publisher = publisher
-    messages = _messages(count, sampled)
+    records = _traced(count, sampled)
     started = time.process_time()
-    for start in range(0, count, chunk):
-        now = time.monotonic()
-        for message in messages[start : start + chunk]:
-            bridge.submit(message, now)
-        while bridge.batcher:
-            bridge.pump(bridge.publisher.completions(), now, force=True)
-        bridge.pump(bridge.publisher.completions(), now)
+    drive(bridge, records, chunk)
     tracing.close()  # export what is queued: part of the cost
     spent = time.process_time() - started
     assert bridge.tracker.unresolved() == 0
