@@ -286,7 +286,11 @@ def test_rate_limit_caps_entries_per_second(
     # of debt.
     busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
     assert busiest <= rate + rate * (1 + late) + batch, (busiest, late)
-    assert times[-1] - times[0] >= (count - rate - batch) / rate - late, late
+    # The last call cannot leave before the bucket has refilled all but the burst and one
+    # batch. The loop reads its clock once a turn, before it maps the turn's records, so the
+    # first call may leave up to a turn after the time the limiter was given: that is allowed
+    # as one batch more (67 ms at this rate; a 500-record turn maps in 5-11 ms here).
+    assert times[-1] - times[0] >= (count - rate - 2 * batch) / rate - late, late
 
 
 def test_put_events_to_a_global_endpoint_is_signed_with_sigv4a(
