@@ -38,7 +38,7 @@ from kafka_eventbridge.guard import DeadLetterGuard
 from kafka_eventbridge.lag import LagMonitor, WatermarkAge
 from kafka_eventbridge.mapping import Mapper, load_routes
 from kafka_eventbridge.offload import OffloadPolicy, Uploader
-from kafka_eventbridge.offsets import OffsetTracker, PartitionId
+from kafka_eventbridge.offsets import OffsetTracker, PartitionId, RewindError
 from kafka_eventbridge.ports import Connections, Message, SystemClock
 from kafka_eventbridge.publisher import (
     Backoff,
@@ -355,9 +355,12 @@ class Bridge:
         tp = (record.topic, record.partition)
         if tp in self._seeking:
             return  # fetched before the seek: it comes again after it
-        if self.tracker.rewinds(tp, record.offset) and not self.rewind(tp, record.offset):
-            return
-        epoch = self.tracker.add(tp, record.offset, record.size)
+        try:
+            epoch = self.tracker.add(tp, record.offset, record.size)
+        except RewindError:
+            if not self.rewind(tp, record.offset):
+                return
+            epoch = self.tracker.add(tp, record.offset, record.size)
         if epoch is None:
             return  # its partition was revoked while the record sat in the local queue
         self._count(self.metrics.records_consumed, record.topic)

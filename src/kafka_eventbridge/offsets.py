@@ -8,8 +8,8 @@ watermark is the oldest unresolved offset, or one past the last offset seen.
 Each assignment of a partition gets a new *epoch*. Work that was in flight when a
 partition was revoked carries the old epoch and is ignored when it completes, so a late
 result can never move the watermark of a later assignment. Offsets that go backwards
-inside an assignment (a reset after log truncation, a seek) are the caller's to treat as
-a revoke plus an assign (:meth:`OffsetTracker.rewinds`), which starts a new epoch.
+inside an assignment (a reset after log truncation, a seek) raise :class:`RewindError`, for the
+caller to treat as a revoke plus an assign, which starts a new epoch.
 
 Pure bookkeeping: no Kafka calls here.
 """
@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 PartitionId = tuple[str, int]
 
 
+class RewindError(Exception):
+    """A record's offset went backwards inside its partition's assignment."""
+
+
 @dataclass
 class _Partition:
     epoch: int
     pending: deque[int] = field(default_factory=deque)  # unresolved or not yet popped, ascending
-    resolved: set[int] = field(default_factory=set)
-    sizes: dict[int, int] = field(default_factory=dict)
+    sizes: dict[int, int] = field(default_factory=dict)  # the unresolved ones: offset -> bytes
     next_offset: int | None = None  # one past the last offset seen
     committed: int | None = None  # the last offset committed (the next one to read)
 
@@ -67,18 +70,17 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         return None if state is None else state.epoch
 
-    def rewinds(self, tp: PartitionId, offset: int) -> bool:
-        """Does this offset go backwards from what the partition's assignment has seen?"""
-        state = self._partitions.get(tp)
-        return state is not None and state.next_offset is not None and offset < state.next_offset
-
     def add(self, tp: PartitionId, offset: int, size: int) -> int | None:
         """Track a consumed record; returns the epoch it belongs to (None if not assigned).
 
-        Offsets must ascend within an epoch: check :meth:`rewinds` first."""
+        Offsets ascend within an epoch: one that goes backwards from what the partition's
+        assignment has seen raises :class:`RewindError` and is not tracked."""
         state = self._partitions.get(tp)
         if state is None:
             return None
+        last = state.next_offset
+        if last is not None and offset < last:
+            raise RewindError(tp, offset)
         state.pending.append(offset)
         state.sizes[offset] = size
         state.next_offset = offset + 1
@@ -91,12 +93,12 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         if state is None or state.epoch != epoch or offset not in state.sizes:
             return False
+        sizes = state.sizes
         self.buffered_records -= 1
-        self.buffered_bytes -= state.sizes.pop(offset)
-        state.resolved.add(offset)
-        pending, resolved = state.pending, state.resolved
-        while pending and pending[0] in resolved:
-            resolved.remove(pending.popleft())
+        self.buffered_bytes -= sizes.pop(offset)
+        pending = state.pending
+        while pending and pending[0] not in sizes:  # resolved: pending but no longer sized
+            pending.popleft()
         return True
 
     def unresolved(self, partitions: Iterable[PartitionId] | None = None) -> int:

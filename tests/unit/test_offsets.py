@@ -7,7 +7,7 @@ from itertools import permutations
 
 import pytest
 
-from kafka_eventbridge.offsets import OffsetTracker, PartitionId
+from kafka_eventbridge.offsets import OffsetTracker, PartitionId, RewindError
 
 TP: PartitionId = ("orders", 0)
 OTHER: PartitionId = ("orders", 1)
@@ -154,10 +154,12 @@ def test_buffered_records_and_bytes() -> None:
 def test_an_offset_below_what_was_seen_is_a_rewind() -> None:
     tracker, _ = tracker_with(TP, range(5, 7))
 
-    assert tracker.rewinds(TP, 3)
-    assert tracker.rewinds(TP, 6)
-    assert not tracker.rewinds(TP, 7)
-    assert not tracker.rewinds(OTHER, 0)  # not assigned: nothing to rewind
+    for offset in (3, 6):
+        with pytest.raises(RewindError):
+            tracker.add(TP, offset, 10)
+    assert tracker.unresolved([TP]) == 2 and tracker.buffered_records == 2  # not tracked
+    assert tracker.add(TP, 7, 10) is not None
+    assert tracker.add(OTHER, 0, 10) is None  # not assigned: nothing to rewind
 
 
 def test_assigning_again_starts_a_new_epoch_that_fences_the_old_one() -> None:
