@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ TIME_OVERHEAD = 14  # bytes the service counts for an entry that sets Time
 DEFAULT_EVENTS_SOURCE = "'kafka-eventbridge'"
 SHORTCUT_LABEL = "BRIDGE_MAP_*"
 DEFAULTS = {"detail_type": "topic", "detail": "value", "time": "timestamp"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The times a datetime can hold (years 1 to 9999), in epoch milliseconds.
+MIN_TIME_MS = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
+MAX_TIME_MS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
 _EVENTS_ONLY = ("event_bus", "trace_header")
 
 
@@ -74,7 +78,9 @@ class Entry:
     detail_type: str
     detail: str
     resources: list[str] | None
-    time: datetime | None
+    # Epoch milliseconds: the record timestamp's own form, kept as a number to the request
+    # body (a datetime made and read back per record showed in profiles).
+    time_ms: int | None
     event_bus: str | None
     trace_header: str | None
     size: int
@@ -84,6 +90,12 @@ class Entry:
     # refusal of that target is the record's, not the configuration's.
     record_target: bool = False
 
+    @property
+    def time(self) -> datetime | None:
+        """Time as a UTC datetime, millisecond precision."""
+        ms = self.time_ms
+        return None if ms is None else EPOCH + timedelta(milliseconds=ms)
+
     def request(self) -> dict[str, Any]:
         """The entry in the shape of boto3's ``Entries`` parameter."""
         return self._fields(self.time)
@@ -91,11 +103,10 @@ class Entry:
     def wire(self) -> dict[str, Any]:
         """The entry as it goes into the JSON request body: ``request()`` with Time as botocore
         serializes it (epoch seconds, an integer unless it has milliseconds)."""
-        time = self.time
-        if time is None:
+        ms = self.time_ms
+        if ms is None:
             return self._fields(None)
-        seconds = time.timestamp()
-        return self._fields(seconds if time.microsecond else int(seconds))
+        return self._fields(ms / 1000 if ms % 1000 else ms // 1000)
 
     def _fields(self, time: Any) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -120,7 +131,9 @@ def entry_size(
     """The entry size by the service's formula: Time's 14 bytes plus the UTF-8 strings."""
     size = TIME_OVERHEAD if has_time else 0
     size += _utf8_len(source) + _utf8_len(detail_type) + _utf8_len(detail)
-    return size + sum(_utf8_len(r) for r in resources)
+    for resource in resources:  # a loop, not sum(generator): most entries have none
+        size += _utf8_len(resource)
+    return size
 
 
 def _utf8_len(text: str) -> int:
@@ -151,9 +164,12 @@ class Expression:
     # Plain Python for the simplest expressions (the common case); None: jmespath's interpreter.
     fast: Callable[[Any], Any] | None = None
 
-    def search(self, data: dict[str, Any]) -> Any:
+    def __post_init__(self) -> None:
         if self.fast is not None:
-            return self.fast(data)
+            # Called in place of the method: one Python call less per field and record.
+            object.__setattr__(self, "search", self.fast)
+
+    def search(self, data: dict[str, Any]) -> Any:
         try:
             return self.compiled.search(data)
         except JMESPathError as exc:
@@ -175,6 +191,22 @@ class Route:
     when: Expression | None = None
     filter: Expression | None = None
     detail_is_value: bool = field(default=False)
+    # The fields Mapper._build evaluates, looked up once here rather than per record.
+    # Source, detail type and time always have one (DEFAULTS); the others may not.
+    plan: tuple[
+        Expression, Expression, Expression | None, Expression, Expression | None, Expression | None
+    ] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        get = self.fields.get
+        self.plan = (
+            self.fields["source"],
+            self.fields["detail_type"],
+            get("resources"),
+            self.fields["time"],
+            get("event_bus"),
+            get("trace_header"),
+        )
 
     def applies(self, env: dict[str, Any]) -> bool:
         return self.when is None or not _is_false(self.when.search(env))
@@ -191,7 +223,11 @@ class Route:
 def _is_false(value: Any) -> bool:
     """JMESPath's notion of false: false, null and empty strings, lists and objects (by
     equality, as jmespath tests it, so that 0 does not count as false)."""
-    return value in ("", [], {}) or value is None or value is False
+    # Not ``value in ("", [], {})``: that builds a list and a dict at every call.
+    return value is None or value is False or (not value and isinstance(value, _EMPTY_FALSE))
+
+
+_EMPTY_FALSE = (str, list, dict)
 
 
 def _field(name: str) -> Callable[[Any], Any]:
@@ -202,6 +238,35 @@ def _field(name: str) -> Callable[[Any], Any]:
             return None
 
     return get
+
+
+def _path(names: Sequence[str]) -> Callable[[Any], Any]:
+    """``a.b.c``: one call instead of one per field and one per dot."""
+
+    def get(value: Any) -> Any:
+        for name in names:
+            try:
+                value = value.get(name)
+            except AttributeError:
+                return None
+        return value
+
+    return get
+
+
+def _field_names(node: Any) -> list[str] | None:
+    """The names of a subexpression made only of fields (``a.b.c``), else None."""
+    if node["type"] == "field":
+        return [node["value"]]
+    if node["type"] != "subexpression":
+        return None
+    names = []
+    for child in node["children"]:
+        inner = _field_names(child)
+        if inner is None:
+            return None
+        names += inner
+    return names
 
 
 def _constant(constant: Any) -> Callable[[Any], Any]:
@@ -226,6 +291,9 @@ def _evaluator(node: Any) -> Callable[[Any], Any] | None:
     leaf = _LEAVES.get(node["type"])
     if leaf is not None:
         return leaf(node)
+    names = _field_names(node)
+    if names is not None:
+        return _path(names)
     steps = [_evaluator(child) for child in node.get("children", ())]
     if not steps or None in steps:
         return None
@@ -404,23 +472,29 @@ def to_resources(value: Any) -> list[str] | None:
     return resources or None
 
 
-def to_time(value: Any) -> datetime | None:
-    """Epoch milliseconds (number) or RFC 3339 (string) to a UTC datetime, ms precision."""
+def to_time(value: Any) -> int | None:
+    """Epoch milliseconds (number) or RFC 3339 (string, UTC when it has no offset) to epoch
+    milliseconds, sub-millisecond digits dropped."""
+    if type(value) is int and MIN_TIME_MS <= value <= MAX_TIME_MS:
+        return value  # the record timestamp, the default: once per record
     if value is None:
         return None
     try:
         if isinstance(value, bool):
             raise TypeError
-        if isinstance(value, int | float):
-            # One call instead of fromtimestamp + replace (1.0 -> 0.3 us, once per record):
-            # fromtimestamp rounds to the nearest microsecond, and ms / 1000 is within far
-            # less than half a microsecond of the exact value for any epoch-ms timestamp.
-            return datetime.fromtimestamp(int(value) / 1000, UTC)
-        if isinstance(value, str):
+        if isinstance(value, _NUMBER):
+            ms = int(value)  # toward zero; NaN and infinities raise
+        elif isinstance(value, str):
             parsed = datetime.fromisoformat(value)
-            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
-    except (ValueError, OverflowError, OSError):
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            ms = (parsed - EPOCH) // timedelta(milliseconds=1)
+        else:
+            raise TypeError
+        if MIN_TIME_MS <= ms <= MAX_TIME_MS:
+            return ms
+        raise ValueError
+    except (ValueError, OverflowError):
         raise RecordError(
             Stage.MAP, "InvalidTime", f"time {value!r} is not epoch milliseconds or RFC 3339"
         ) from None
@@ -431,6 +505,9 @@ def to_time(value: Any) -> datetime | None:
         "InvalidTime",
         f"time must be epoch milliseconds or an RFC 3339 string, got {_kind(value)}",
     )
+
+
+_NUMBER = (int, float)  # a tuple: ``int | float`` in isinstance builds a union at each call
 
 
 def to_detail(value: Any) -> str:
@@ -519,29 +596,23 @@ class Mapper:
         raise RecordError(Stage.MAP, "NoRoute", f"no route matches topic {topic!r}")
 
     def _build(self, route: Route, env: dict[str, Any], record: SourceRecord) -> Entry:
-        fields = route.fields
-        source = check_source(fields["source"].search(env), self.api)
-        detail_type = check_detail_type(fields["detail_type"].search(env))
+        source_of, type_of, resources_of, time_of, bus_of, trace_of = route.plan
+        source = check_source(source_of.search(env), self.api)
+        detail_type = check_detail_type(type_of.search(env))
         detail = self._detail(route, env, record)
-        resources = to_resources(fields["resources"].search(env)) if "resources" in fields else None
-        time = to_time(fields["time"].search(env))
+        resources = None if resources_of is None else to_resources(resources_of.search(env))
+        time_ms = to_time(time_of.search(env))
         bus = (
-            _optional_string(fields["event_bus"].search(env), "event_bus")
-            if "event_bus" in fields
-            else self.event_bus
+            self.event_bus if bus_of is None else _optional_string(bus_of.search(env), "event_bus")
         )
-        trace = (
-            _optional_string(fields["trace_header"].search(env), "trace_header")
-            if "trace_header" in fields
-            else None
-        )
-        size = entry_size(source, detail_type, detail, resources or (), time is not None)
+        trace = None if trace_of is None else _optional_string(trace_of.search(env), "trace_header")
+        size = entry_size(source, detail_type, detail, resources or (), time_ms is not None)
         upload = None
         if size > self.max_bytes and self.offload is not None:
             planned = self.offload.plan(detail, record.topic, record.partition, record.offset)
             if planned is not None:
                 detail, upload = planned
-                size = entry_size(source, detail_type, detail, resources or (), time is not None)
+                size = entry_size(source, detail_type, detail, resources or (), time_ms is not None)
         if size > self.max_bytes:
             raise RecordError(
                 Stage.VALIDATE,
@@ -553,7 +624,7 @@ class Mapper:
             detail_type,
             detail,
             resources,
-            time,
+            time_ms,
             bus,
             trace,
             size,

@@ -7,9 +7,9 @@ the secret moto's STS issued for the access key it names: a call signed with the
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -87,7 +87,9 @@ def endpoint(sts_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SigningE
 
 
 def entry() -> Entry:
-    return Entry(SOURCE, "order.created", '{"id": 1}', None, datetime.now(UTC), None, None, 10)
+    return Entry(
+        SOURCE, "order.created", '{"id": 1}', None, int(time.time() * 1000), None, None, 10
+    )
 
 
 def publish(count: int = 1) -> None:

@@ -18,7 +18,7 @@ def pending(offset: int, *, partition: int = 0, size: int = 100, solo: bool = Fa
         detail_type="orders",
         detail="{}",
         resources=None,
-        time=None,
+        time_ms=None,
         event_bus=None,
         trace_header=None,
         size=size,

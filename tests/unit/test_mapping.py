@@ -15,6 +15,7 @@ from kafka_eventbridge.mapping import (
     Entry,
     Mapper,
     RouteSpec,
+    _compile,
     compile_route,
     entry_size,
     load_routes,
@@ -595,10 +596,27 @@ def test_unparseable_time_is_a_map_error(given: Any) -> None:
     assert (error.stage, error.code) == (Stage.MAP, "InvalidTime")
 
 
-def test_time_out_of_range_is_a_map_error() -> None:
-    error = refused(mapper({"time": "value.at"}), record(b'{"at":1e300}'))
+@pytest.mark.parametrize(
+    "given",
+    [b"1e300", b"253402300800000", b"-62135596800001", b'"0001-01-01T00:00:00+01:00"'],
+    ids=["1e300", "year 10000", "before year 1", "year 0 in UTC"],
+)
+def test_time_out_of_range_is_a_map_error(given: bytes) -> None:
+    error = refused(mapper({"time": "value.at"}), record(b'{"at":' + given + b"}"))
 
     assert (error.stage, error.code) == (Stage.MAP, "InvalidTime")
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [(1767225600123, 1767225600.123), (1767225600000, 1767225600), (-1, -0.001), (-1000, -1)],
+)
+def test_time_goes_on_the_wire_as_epoch_seconds(given: int, sent: float) -> None:
+    entry = mapped(mapper({"time": "value.at"}), record(orjson.dumps({"at": given})))
+
+    wire = entry.wire()["Time"]
+    assert wire == sent and type(wire) is type(sent)
+    assert entry.request()["Time"].timestamp() == sent
 
 
 # -- size --------------------------------------------------------------------------------
@@ -645,3 +663,49 @@ def test_expression_failing_at_run_time_is_a_map_error() -> None:
 
     assert (error.stage, error.code) == (Stage.MAP, "ExpressionFailed")
     assert error.message.startswith("detail_type: ")
+
+
+# -- the shortcut evaluator ------------------------------------------------------------------
+
+SHORTCUT_EXPRESSIONS = [
+    "value",
+    "value.type",
+    "value.a.b.c",
+    "value.a.b || topic",
+    "value.a && value.b",
+    "value.a || value.b || 'fallback'",
+    "(value.a || value.b).c",
+    "@",
+    "'constant'",
+    "`0`",
+    "key || `null`",
+]
+SHORTCUT_VALUES: list[Any] = [
+    None,
+    0,
+    0.0,
+    False,
+    True,
+    "",
+    "x",
+    [],
+    [1],
+    {},
+    {"a": 0},
+    {"a": "", "b": []},
+    {"a": {}, "b": {"c": 1}},
+    {"a": {"b": {"c": False}}},
+    {"a": {"b": "not an object"}},
+    {"a": [{"b": 1}], "b": 2},
+    {"type": "order.created"},
+]
+
+
+@pytest.mark.parametrize("text", SHORTCUT_EXPRESSIONS)
+def test_shortcut_evaluator_agrees_with_jmespath(text: str) -> None:
+    expression = _compile("route 1", "detail", text)
+    assert expression.fast is not None, "this expression should take the shortcut"
+    for value in SHORTCUT_VALUES:
+        env = {"topic": "orders", "key": None, "value": value}
+        assert expression.search(env) == expression.compiled.search(env), (text, value)
+        assert type(expression.search(env)) is type(expression.compiled.search(env))

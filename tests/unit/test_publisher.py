@@ -58,8 +58,8 @@ def publisher(http_client: HttpClient, api: Api = Api.PARTNER, **settings: Any) 
 
 
 def entries(api: Api = Api.PARTNER) -> list[Entry]:
-    with_ms = datetime(2026, 1, 1, 12, 0, 0, 123_000, tzinfo=UTC)
-    whole = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    with_ms = 1767268800123  # 2026-01-01T12:00:00.123Z
+    whole = 1767268800000
     source = SOURCE if api is Api.PARTNER else "orders"
     bus = None if api is Api.PARTNER else "default"
     return [
