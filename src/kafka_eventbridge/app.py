@@ -289,12 +289,16 @@ class Bridge:
         self._raise_fatal()  # found by a rebalance or commit callback inside consume
         now = self.clock.monotonic()
         self._seeking.clear()
+        submit, dead_letters, consumer = self.submit, self.dead_letters, self.consumer
         for start in range(0, len(messages), REFILL_EVERY):
             if start and not self.publisher.capacity:
                 now = self._refill()
             for message in messages[start : start + REFILL_EVERY]:
-                self.submit(message, now)
-                self._raise_fatal()
+                submit(message, now)
+                # After each record (the guard stops a bad deploy within its window), so
+                # checked inline: the call of _raise_fatal showed at one per record.
+                if self.fatal or dead_letters.fatal or consumer.fatal:
+                    self._raise_fatal()
         self.pump(completions, now)
         self.apply_backpressure(now)
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:
