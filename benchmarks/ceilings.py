@@ -23,11 +23,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from confluent_kafka import Consumer
 
-from benchmarks.workload import DETAIL_TYPE, PARTNER_SOURCE, record_value
+from benchmarks.workload import DETAIL_TYPE, PARTNER_SOURCE, record_value, stand_in_session
 
 BATCH = 20
 
@@ -61,13 +60,8 @@ def boto3_loop(endpoint: str, threads: int, calls: int, tuned: bool) -> dict[str
             "retries": {"total_max_attempts": 1, "mode": "standard"},
             "parameter_validation": False,
         }
-    client: Any = boto3.session.Session().client(
-        "events",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
-        config=Config(**options),
+    client: Any = stand_in_session().client(
+        "events", endpoint_url=endpoint, config=Config(**options)
     )
     batches = _batches(64)
     client.put_partner_events(Entries=batches[0])  # connect and warm up outside the clock

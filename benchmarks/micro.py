@@ -21,13 +21,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import boto3
 import orjson
 from botocore.config import Config
 from confluent_kafka import Message
 
 from benchmarks.bridge import cpu_seconds
-from benchmarks.workload import DETAIL_TYPE, PARTITIONS, PARTNER_SOURCE, record_value
+from benchmarks.workload import (
+    DETAIL_TYPE,
+    PARTITIONS,
+    PARTNER_SOURCE,
+    record_value,
+    stand_in_session,
+)
 from kafka_eventbridge.app import Bridge, tune_garbage_collector
 from kafka_eventbridge.batching import Batch
 from kafka_eventbridge.classify import BatchOutcome
@@ -139,11 +144,7 @@ def _entries(count: int) -> list[Entry]:
 def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
     """CPU per 20-entry call: the crt path (this process and its HTTP process), and boto3's
     own method."""
-    session = boto3.session.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
-        region_name="us-east-1",
-    )
+    session = stand_in_session()
     client: Any = session.client(
         "events",
         endpoint_url=url,
@@ -184,11 +185,7 @@ def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
 def stand_in_us_per_call(event_loop: EventLoop, calls: int = 5_000, in_flight: int = 64) -> float:
     """The stand-in's own CPU per 20-entry call (verified, judged, counted, answered), with
     ``in_flight`` calls kept open by the crt path, as a bridge keeps them."""
-    session = boto3.session.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the stand-in's test key
-        region_name="us-east-1",
-    )
+    session = stand_in_session()
     body = orjson.dumps({"Entries": [e.wire() for e in _entries(20)]})
     with FakeEventBridgeProcess(store="counts", event_loop=event_loop) as fake:
         assert fake.pid is not None

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 
 from kafka_eventbridge_testing.fake_eventbridge import (
     FAIL_MARKER,
+    EventLoop,
     FakeEventBridge,
     FakeEventBridgeClient,
     FakeEventBridgeProcess,
@@ -494,6 +495,26 @@ def test_process_mode_with_cli_flags(session: boto3.session.Session) -> None:
     assert response["FailedEntryCount"] == 2
     assert stats.entries_failed == {"ThrottlingException": 2}
     assert stats.entries_accepted == 1
+
+
+@pytest.mark.parametrize("event_loop", list(EventLoop))
+def test_process_mode_serves_on_either_event_loop(
+    session: boto3.session.Session, event_loop: EventLoop
+) -> None:
+    with FakeEventBridgeProcess(Faults(latency_ms=20), event_loop=event_loop) as process:
+        client = make_client(session, process.url)
+        started = time.monotonic()
+        response = client.put_partner_events(Entries=[partner_entry()])
+        took = time.monotonic() - started
+        wrong = signed_client(process.url, "not-the-secret")
+        with pytest.raises(ClientError) as refused:
+            wrong.put_partner_events(Entries=[partner_entry()])
+        stats = process.control.stats()
+
+    assert response["FailedEntryCount"] == 0 and took >= 0.02  # the latency's timer fired
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert stats.entries_accepted == 1
+    assert stats.calls_by_outcome == {"ok": 1, "InvalidSignatureException": 1}
 
 
 # --------------------------------------------------------------------------- signatures
