@@ -296,7 +296,8 @@ class Bridge:
             for message in messages[start : start + REFILL_EVERY]:
                 submit(message, now)
                 # After each record (the guard stops a bad deploy within its window), so
-                # checked inline: the call of _raise_fatal showed at one per record.
+                # the three sources of _raise_fatal are tested inline: its call showed at
+                # one per record.
                 if self.fatal or dead_letters.fatal or consumer.fatal:
                     self._raise_fatal()
         self.pump(completions, now)

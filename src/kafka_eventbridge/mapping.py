@@ -230,18 +230,8 @@ def _is_false(value: Any) -> bool:
 _EMPTY_FALSE = (str, list, dict)
 
 
-def _field(name: str) -> Callable[[Any], Any]:
-    def get(value: Any) -> Any:
-        try:
-            return value.get(name)
-        except AttributeError:
-            return None
-
-    return get
-
-
 def _path(names: Sequence[str]) -> Callable[[Any], Any]:
-    """``a.b.c``: one call instead of one per field and one per dot."""
+    """A field (``a``) or a path of them (``a.b.c``): one call, not one per field and dot."""
 
     def get(value: Any) -> Any:
         for name in names:
@@ -274,7 +264,6 @@ def _constant(constant: Any) -> Callable[[Any], Any]:
 
 
 _LEAVES: dict[str, Callable[[Any], Callable[[Any], Any]]] = {
-    "field": lambda node: _field(node["value"]),
     "literal": lambda node: _constant(node["value"]),
     "current": lambda _node: lambda value: value,
 }
