@@ -235,8 +235,10 @@ def test_plain_converts_every_avro_logical_type() -> None:
 # -- Protobuf -------------------------------------------------------------------------------
 
 
-def order_messages() -> tuple[type[Message], type[Message]]:
-    """Order and Order.Line message classes, built at run time (no generated code, no protoc)."""
+def order_messages() -> tuple[Any, Any]:
+    """Order and Order.Line message classes, built at run time (no generated code, no protoc).
+    Typed Any: the stubs know no fields of such classes, and types-protobuf's ``Message`` takes
+    no field keywords."""
     file = descriptor_pb2.FileDescriptorProto(
         name="shop/orders.proto",
         package="shop.v1",
