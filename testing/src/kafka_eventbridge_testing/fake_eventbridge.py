@@ -952,6 +952,11 @@ class _Server:
         return _ApiError(refusal.status, refusal.code, refusal.message).reply()
 
     def opened(self, connection: _Connection) -> None:
+        if not self.listening:
+            # Accepted just before an outage closed the listener, but made after it dropped
+            # the open connections: dropped too, or it would serve through the outage.
+            connection.close()
+            return
         self._connections.add(connection)
         self.service.recorder.connection_opened()
 
@@ -962,6 +967,9 @@ class _Server:
         head = request.head
         if head.path.startswith(_CONTROL_PREFIX):
             connection.send(self.control(request), head.keep_alive)
+            return
+        if not self.listening:  # down: no call is served, on whatever connection it came
+            connection.close()
             return
         if head.method != "POST" or head.path != "/":
             operation = _S3.operation(head.method, head.path)
