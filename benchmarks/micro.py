@@ -129,7 +129,7 @@ def loop_us_per_record(count: int = 50_000, chunk: int = 500) -> float:
     drive(bridge, records, chunk)
     spent = time.thread_time() - started
     assert bridge.tracker.unresolved() == 0
-    bridge.dead_letters.flush(0)
+    bridge.dead_letters.close(0)
     return spent / count * 1e6
 
 

@@ -111,7 +111,7 @@ def us_per_record(setup: str, count: int = 20_000, chunk: int = 500) -> float:
     tracing.close()  # export what is queued: part of the cost
     spent = time.process_time() - started
     assert bridge.tracker.unresolved() == 0
-    bridge.dead_letters.flush(0)
+    bridge.dead_letters.close(0)
     return spent / count * 1e6
 
 

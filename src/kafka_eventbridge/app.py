@@ -812,7 +812,7 @@ class Bridge:
             self.consumer.close()
         except Exception:
             log.warning("closing the consumer failed", exc_info=True)
-        left = self.dead_letters.flush(5.0)
+        left = self.dead_letters.close(5.0)
         if left:
             log.warning("dead letters not confirmed at exit", extra={"count": left})
         self.publisher.close()

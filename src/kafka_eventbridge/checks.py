@@ -83,6 +83,8 @@ def _check_dead_letter_topic(settings: Settings, config: dict[str, Any]) -> tupl
         producer.check_topic()
     except FatalError as exc:
         return name, ("FAIL", exc.message)
+    finally:
+        producer.close(0)
     return name, ("ok", "exists")
 
 

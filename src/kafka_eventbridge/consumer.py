@@ -105,7 +105,7 @@ class KafkaConsumer:
         self.assignment: set[PartitionId] = set()
         self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy"))
         self._assigning: list[TopicPartition] | None = None  # inside on_assign
-        self._abandoned = False  # close gave up: callbacks still to come are not ours
+        self.abandoned = False  # close gave up: its threads run on, callbacks are not ours
         try:
             self._consumer = Consumer(
                 {
@@ -127,7 +127,7 @@ class KafkaConsumer:
         )
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._abandoned:
+        if self.abandoned:
             return
         tps = _tps(partitions)
         self.assignment.update(tps)
@@ -138,14 +138,14 @@ class KafkaConsumer:
             self._assigning = None
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._abandoned:
+        if self.abandoned:
             return
         tps = _tps(partitions)
         self.listener.partitions_revoked(tps)
         self.assignment.difference_update(tps)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._abandoned:
+        if self.abandoned:
             return
         tps = _tps(partitions)
         self.listener.partitions_lost(tps)
@@ -264,7 +264,7 @@ class KafkaConsumer:
         thread.start()
         thread.join(timeout)
         if thread.is_alive():
-            self._abandoned = True
+            self.abandoned = True
             log.warning(
                 "leaving the consumer group did not finish; exiting without it (resolved "
                 "records are committed, the rest is redelivered; the group drops this member "

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_HEADER = 1000  # characters of bridge.error.message kept
 
+# The delivery reports of the dead letters close() gave up on.
+PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+
 # Properties the dead-letter producer always uses, whatever BRIDGE_KAFKA_* says.
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",
@@ -143,6 +146,8 @@ class DeadLetterProducer:
 
         def report(err: KafkaError | None, _msg: object) -> None:
             self.pending -= 1
+            if err is not None and err.code() in PURGED:
+                return  # dropped by close(): the record stays uncommitted, and comes again
             if err is not None:
                 self._count_error()
                 self._fail(err)
@@ -208,5 +213,17 @@ class DeadLetterProducer:
         """Serve delivery reports (their callbacks run here, on the caller's thread)."""
         self._producer.poll(0)
 
-    def flush(self, timeout: float) -> int:
-        return int(self._producer.flush(timeout))
+    def close(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for the outstanding reports, then destroy the client.
+
+        Returns how many dead letters were never confirmed; their records were not
+        committed, so the group reads them again. The client is destroyed here, not left
+        to the garbage collector: its threads would otherwise still be in a TLS handshake
+        while the process exits and OpenSSL's exit handler frees what they use (a crash,
+        signal 11, seen when the broker refused the producer's certificate).
+        """
+        left = int(self._producer.flush(timeout))
+        if left:
+            self._producer.purge()  # close() waits for every message, so none may be left
+        self._producer.close()
+        return left

@@ -104,9 +104,15 @@ class LagMonitor:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread, then destroy the admin client (as the dead-letter producer's
+        close does: its threads must not outlive the process's exit handlers)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(self._timeout + 1)
+        if not self._thread.is_alive():
+            # The last reference: the client is destroyed now, not by a later collection
+            # (its error callback holds this monitor, so the two form a cycle).
+            del self._admin
 
     def sample(self, now: float) -> None:
         """On the loop's thread: hand over the assignment and the fetch high watermarks."""

@@ -57,6 +57,7 @@ class Consumer(Protocol):
 
     fatal: FatalError | None
     assignment: set[PartitionId]
+    abandoned: bool  # close gave up waiting, and the client's threads still run
 
     def subscribe(self) -> None:
         """Join the group; rebalance callbacks run inside later :meth:`consume` calls."""
@@ -120,8 +121,9 @@ class DeadLetters(Protocol):
     def poll(self) -> None:
         """Serve delivery reports."""
 
-    def flush(self, timeout: float) -> int:
-        """Wait for outstanding reports; returns how many are still missing."""
+    def close(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for outstanding reports, then release the client; returns
+        how many were never confirmed (their records stay uncommitted)."""
 
 
 DeadLetterDelivered = Delivered  # the dead-letter producer's own callback type

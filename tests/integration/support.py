@@ -150,7 +150,12 @@ class BridgeProcess:
     port: int = field(default_factory=free_port)
 
     def start(self) -> BridgeProcess:
-        env = {**os.environ, **self.env, "BRIDGE_HTTP_PORT": str(self.port)}
+        env = {
+            **os.environ,
+            **self.env,
+            "BRIDGE_HTTP_PORT": str(self.port),
+            "PYTHONFAULTHANDLER": "1",
+        }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kafka_eventbridge", "run"], env=env, stdout=log, stderr=log

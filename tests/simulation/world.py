@@ -328,7 +328,7 @@ class SimDeadLetters:
             )
             self.on_delivered(letter.record, letter.token)
 
-    def flush(self, timeout: float) -> int:
+    def close(self, timeout: float) -> int:
         clock = self.world.clock
         if self._letters:
             last = max(letter.due for letter in self._letters)
@@ -368,6 +368,7 @@ class SimConsumer:
         self.polled_at = world.clock.now  # when consume last returned
         self.reports: list[_Report] = []
         self.closed = False
+        self.abandoned = False
 
     def subscribe(self) -> None:
         self.events.append(("assign", self.world.held_by_member()))
