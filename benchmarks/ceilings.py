@@ -26,7 +26,8 @@ from typing import Any
 from botocore.config import Config
 from confluent_kafka import Consumer
 
-from benchmarks.workload import DETAIL_TYPE, PARTNER_SOURCE, record_value, stand_in_session
+from benchmarks.workload import DETAIL_TYPE, PARTNER_SOURCE, record_value
+from kafka_eventbridge_testing.fake_eventbridge import signed_session
 
 BATCH = 20
 
@@ -60,9 +61,7 @@ def boto3_loop(endpoint: str, threads: int, calls: int, tuned: bool) -> dict[str
             "retries": {"total_max_attempts": 1, "mode": "standard"},
             "parameter_validation": False,
         }
-    client: Any = stand_in_session().client(
-        "events", endpoint_url=endpoint, config=Config(**options)
-    )
+    client: Any = signed_session().client("events", endpoint_url=endpoint, config=Config(**options))
     batches = _batches(64)
     client.put_partner_events(Entries=batches[0])  # connect and warm up outside the clock
     per_thread = calls // threads

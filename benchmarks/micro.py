@@ -31,7 +31,6 @@ from benchmarks.workload import (
     PARTITIONS,
     PARTNER_SOURCE,
     record_value,
-    stand_in_session,
 )
 from kafka_eventbridge.app import Bridge, tune_garbage_collector
 from kafka_eventbridge.batching import Batch
@@ -40,7 +39,11 @@ from kafka_eventbridge.crt import CrtTransport
 from kafka_eventbridge.mapping import Entry
 from kafka_eventbridge.publisher import Completion
 from kafka_eventbridge.settings import load_settings
-from kafka_eventbridge_testing.fake_eventbridge import EventLoop, FakeEventBridgeProcess
+from kafka_eventbridge_testing.fake_eventbridge import (
+    EventLoop,
+    FakeEventBridgeProcess,
+    signed_session,
+)
 
 TOPIC = "orders"
 
@@ -144,7 +147,7 @@ def _entries(count: int) -> list[Entry]:
 def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
     """CPU per 20-entry call: the crt path (this process and its HTTP process), and boto3's
     own method."""
-    session = stand_in_session()
+    session = signed_session()
     client: Any = session.client(
         "events",
         endpoint_url=url,
@@ -185,7 +188,7 @@ def publish_us_per_call(url: str, calls: int = 1000) -> dict[str, float]:
 def stand_in_us_per_call(event_loop: EventLoop, calls: int = 5_000, in_flight: int = 64) -> float:
     """The stand-in's own CPU per 20-entry call (verified, judged, counted, answered), with
     ``in_flight`` calls kept open by the crt path, as a bridge keeps them."""
-    session = stand_in_session()
+    session = signed_session()
     body = orjson.dumps({"Entries": [e.wire() for e in _entries(20)]})
     with FakeEventBridgeProcess(store="counts", event_loop=event_loop) as fake:
         assert fake.pid is not None

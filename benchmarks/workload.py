@@ -11,11 +11,9 @@ import logging
 import time
 import uuid
 
-import boto3
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kafka_eventbridge_testing.brokers import KafkaBroker
-from kafka_eventbridge_testing.fake_eventbridge import DEFAULT_CREDENTIALS
 
 PARTITIONS = 12
 DLQ_TOPIC = "bench.dlq"  # created once per broker; a clean run dead-letters nothing
@@ -35,14 +33,6 @@ _PAD = b"x" * 33
 def record_value(i: int) -> bytes:
     """The value of record ``i``: a JSON object of about 200 bytes."""
     return _TEMPLATE % (i, i % 100_000, (i * 7919) % 1_000_000, i % 20 + 1, _PAD)
-
-
-def stand_in_session() -> boto3.session.Session:
-    """A boto3 session in us-east-1 holding the key the stand-in accepts by default."""
-    ((key, secret),) = DEFAULT_CREDENTIALS.items()
-    return boto3.session.Session(
-        aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
-    )
 
 
 def unique(name: str) -> str:

@@ -39,6 +39,7 @@ from kafka_eventbridge_testing.fake_eventbridge import (
     Faults,
     StoreMode,
     _Connection,
+    signed_session,
 )
 
 if TYPE_CHECKING:
@@ -53,12 +54,7 @@ SOURCE = "aws.partner/acme.com/orders"
 
 @pytest.fixture(scope="module")
 def session() -> boto3.session.Session:
-    # One session: its loader caches the service model, so each client costs milliseconds.
-    return boto3.session.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    return signed_session()
 
 
 def make_client(
@@ -536,10 +532,7 @@ def test_process_mode_serves_on_either_event_loop(
 
 
 def signed_client(url: str, secret: str, service: str = "events", key: str = "testing") -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
-    )
-    new_client: Any = session.client
+    new_client: Any = signed_session(key, secret).client
     return new_client(service, endpoint_url=url, config=Config(retries={"total_max_attempts": 1}))
 
 

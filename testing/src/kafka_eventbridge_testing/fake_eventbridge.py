@@ -77,12 +77,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import lru_cache
 from types import FrameType
-from typing import Any, Final, NamedTuple, Self, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, cast
 
 import orjson
 import uvloop
 
 from kafka_eventbridge_testing import Peer, sigv4
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = [
     "DEFAULT_CREDENTIALS",
@@ -97,6 +100,7 @@ __all__ = [
     "Stats",
     "StoreMode",
     "main",
+    "signed_session",
 ]
 
 PUT_EVENTS: Final = "PutEvents"
@@ -124,6 +128,20 @@ _START_TIMEOUT_S: Final = 10.0
 
 
 # --------------------------------------------------------------------------- faults
+
+
+def signed_session(key: str | None = None, secret: str | None = None) -> boto3.session.Session:
+    """A boto3 session in us-east-1 signing as ``key`` with ``secret``: by default the key the
+    stand-in accepts unless told otherwise (:data:`DEFAULT_CREDENTIALS`). One session serves
+    many clients: its loader caches the service model, so each client costs milliseconds."""
+    import boto3  # the stand-in itself never needs it
+
+    ((default_key, default_secret),) = DEFAULT_CREDENTIALS.items()
+    return boto3.session.Session(
+        aws_access_key_id=default_key if key is None else key,
+        aws_secret_access_key=default_secret if secret is None else secret,
+        region_name="us-east-1",
+    )
 
 
 def _require(condition: bool, message: str) -> None:
