@@ -196,8 +196,14 @@ class Route:
     plan: tuple[
         Expression, Expression, Expression | None, Expression, Expression | None, Expression | None
     ] = field(init=False, repr=False, compare=False)
+    # A constant source or detail type, checked once when the route is compiled
+    # (_check_constants) instead of for every record; None when the record gives it.
+    constant_source: str | None = field(init=False, repr=False, compare=False)
+    constant_detail_type: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.constant_source = _constant_text(self.fields["source"])
+        self.constant_detail_type = _constant_text(self.fields["detail_type"])
         get = self.fields.get
         self.plan = (
             self.fields["source"],
@@ -218,6 +224,11 @@ class Route:
             name in self.fields and not self.fields[name].literal[0]
             for name in ("source", "event_bus")
         )
+
+
+def _constant_text(expression: Expression) -> str | None:
+    is_literal, value = expression.literal
+    return value if is_literal and isinstance(value, str) and value else None
 
 
 def _is_false(value: Any) -> bool:
@@ -586,8 +597,8 @@ class Mapper:
 
     def _build(self, route: Route, env: dict[str, Any], record: SourceRecord) -> Entry:
         source_of, type_of, resources_of, time_of, bus_of, trace_of = route.plan
-        source = check_source(source_of.search(env), self.api)
-        detail_type = check_detail_type(type_of.search(env))
+        source = route.constant_source or check_source(source_of.search(env), self.api)
+        detail_type = route.constant_detail_type or check_detail_type(type_of.search(env))
         detail = self._detail(route, env, record)
         resources = None if resources_of is None else to_resources(resources_of.search(env))
         time_ms = to_time(time_of.search(env))

@@ -236,6 +236,19 @@ def test_constant_source_of_any_shape_is_fine_for_events() -> None:
     assert route.fields["source"].text == "'acme.orders'"
 
 
+def test_a_constant_source_and_detail_type_are_not_evaluated_per_record() -> None:
+    """Checked once when the route is compiled, they are taken as they are for each record."""
+    m = mapper({"detail_type": "'order'"})
+    (route,) = m.routes
+    for name in ("source", "detail_type"):  # evaluating either now would fail the record
+        object.__setattr__(route.fields[name], "search", lambda _env: None)
+
+    entry = mapped(m, record())
+    assert (entry.source, entry.detail_type) == (SOURCE, "order")
+    from_record = mapper({"source": "value.src"}).routes[0]
+    assert (from_record.constant_source, from_record.constant_detail_type) == (None, None)
+
+
 @pytest.mark.parametrize(
     "source",
     [
