@@ -84,13 +84,14 @@ class FrameReader:
     def _frames(self) -> list[bytes]:
         frames = []
         buffer, start = self._buffer, 0
-        while len(buffer) - start >= FRAME.size:
-            (size,) = FRAME.unpack_from(buffer, start)
-            end = start + FRAME.size + size
-            if len(buffer) < end:
-                break
-            frames.append(bytes(buffer[start + FRAME.size : end]))
-            start = end
+        with memoryview(buffer) as view:  # a frame is copied once, not sliced and copied
+            while len(buffer) - start >= FRAME.size:
+                (size,) = FRAME.unpack_from(buffer, start)
+                end = start + FRAME.size + size
+                if len(buffer) < end:
+                    break
+                frames.append(bytes(view[start + FRAME.size : end]))
+                start = end
         if start:
             del buffer[:start]
         return frames

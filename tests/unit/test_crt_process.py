@@ -1,5 +1,5 @@
-"""The crt path's HTTP process: what happens when it dies, when the bridge dies, and the socket
-option it sets on its connections."""
+"""The crt path's HTTP process: what happens when it dies, when the bridge dies, the socket
+option it sets on its connections, and the frames of its pipes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 
 from kafka_eventbridge.crt import CrtTransport
-from kafka_eventbridge.crt_process import no_delay
+from kafka_eventbridge.crt_process import FrameReader, frame, no_delay
 from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 
 BODY = b'{"Entries":[{"Source":"aws.partner/example.com/orders","DetailType":"t","Detail":"{}"}]}'
@@ -116,6 +116,29 @@ def test_close_stops_the_process(fake: FakeEventBridge) -> None:
     assert child is not None
     crt.close()
     assert gone(child)
+
+
+def test_frames_are_read_whole_however_the_pipe_splits_them() -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # a write takes what the pipe has room for
+    reader = FrameReader(read_end)
+    try:
+        first, empty, large = frame(b"S", b"one"), frame(), frame(b"x" * 300_000)
+        os.write(write_end, first + empty + large[:5])  # two whole frames, a third begun
+        assert reader.read(5) == [b"Sone", b""]
+        assert reader.read(0) == []  # nothing complete buffered, nothing arrived
+        rest = memoryview(large)[5:]
+        while rest:  # a pipe takes 64 KB at a time: the reader gathers the pieces
+            rest = rest[os.write(write_end, rest) :]
+            got = reader.read(5)
+            assert got == ([b"x" * 300_000] if not rest else [])
+        os.write(write_end, frame(b"last")[:3])
+        os.close(write_end)
+        assert reader.read(5) == []  # a frame cut short by the close is never handed out
+        with pytest.raises(EOFError):
+            reader.read(5)
+    finally:
+        reader.close()
 
 
 def test_no_delay_turns_nagle_off_on_tcp_sockets_once() -> None:
