@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -87,3 +90,54 @@ def test_a_close_that_returns_in_time_runs_its_callbacks_and_reports_its_error()
     kafka._consumer = FailingClose()  # type: ignore[assignment]
     with pytest.raises(RuntimeError, match="broker gone"):
         kafka.close(timeout=30)
+
+
+_RUN_WITH_A_CLOSE_GIVEN_UP = """
+import atexit, logging, sys
+from kafka_eventbridge import app, cli
+
+class Consumer:
+    abandoned = {abandoned}
+
+class Bridge:
+    def __init__(self, settings, metrics, health):
+        self.consumer = Consumer()
+
+    def stop(self):
+        pass
+
+    def run(self):
+        logging.getLogger("kafka_eventbridge.app").warning("drained, leaving the group")
+        return 3
+
+app.Bridge = Bridge
+atexit.register(lambda: print("exit handlers ran", flush=True))
+cli.main(["run"])
+"""
+
+
+@pytest.mark.parametrize("abandoned", [True, False])
+def test_run_skips_the_exit_handlers_only_when_leaving_the_group_was_given_up(
+    abandoned: bool,
+) -> None:
+    """The threads of a close that never returned still use OpenSSL: its exit handler would free
+    what they hold. ``run`` then flushes its logs and leaves without exit handlers, with the
+    bridge's exit code; otherwise it exits as any program does."""
+    environ = {
+        **os.environ,
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "BRIDGE_KAFKA_TOPICS": "t",
+        "BRIDGE_HTTP_HOST": "127.0.0.1",
+        "BRIDGE_HTTP_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_WITH_A_CLOSE_GIVEN_UP.format(abandoned=abandoned)],
+        env=environ,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "drained, leaving the group" in done.stderr
+    assert ("exit handlers ran" in done.stdout) is not abandoned
