@@ -531,7 +531,7 @@ def test_process_mode_serves_on_either_event_loop(
 # --------------------------------------------------------------------------- signatures
 
 
-def signed_client(url: str, secret: str, service: str = "events", key: str = "testing") -> Any:
+def signed_client(url: str, secret: str, service: str = "events", key: str | None = None) -> Any:
     new_client: Any = signed_session(key, secret).client
     return new_client(service, endpoint_url=url, config=Config(retries={"total_max_attempts": 1}))
 

@@ -127,7 +127,7 @@ _MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 _START_TIMEOUT_S: Final = 10.0
 
 
-# --------------------------------------------------------------------------- faults
+# --------------------------------------------------------------------------- credentials
 
 
 def signed_session(key: str | None = None, secret: str | None = None) -> boto3.session.Session:
@@ -142,6 +142,9 @@ def signed_session(key: str | None = None, secret: str | None = None) -> boto3.s
         aws_secret_access_key=default_secret if secret is None else secret,
         region_name="us-east-1",
     )
+
+
+# --------------------------------------------------------------------------- faults
 
 
 def _require(condition: bool, message: str) -> None:
