@@ -352,18 +352,29 @@ class CrtTransport:
                 if self._active.pop(call.id, None) is not None:
                     finished.append((call.key, error, time.perf_counter()))
             frames = self._read(0.0 if finished else deadline - time.monotonic())
-            for raw in frames:
-                try:
-                    answer = self._answer(raw)
-                except (struct.error, ValueError):  # not what it should send: start afresh
-                    log.exception("a malformed answer from the HTTP process")
-                    if self._worker is not None:
-                        self._died(self._worker)
-                    break
-                if answer is not None:
-                    finished.append(answer)
-            if not frames and not self._failed:
+            finished += self._answers(frames)
+            if self._failed or frames:
+                continue  # more may be ready at once
+            if finished or self._worker is None or not self._active:
                 return finished
+            if time.monotonic() >= deadline:
+                return finished
+            # None yet, and time left: the read brought part of an answer, or nothing
+            # within one last-resort check; wait on.
+
+    def _answers(self, frames: list[bytes]) -> list[tuple[Any, dict[str, Any] | Exception, float]]:
+        answers = []
+        for raw in frames:
+            try:
+                answer = self._answer(raw)
+            except (struct.error, ValueError):  # not what it should send: start afresh
+                log.exception("a malformed answer from the HTTP process")
+                if self._worker is not None:
+                    self._died(self._worker)
+                break
+            if answer is not None:
+                answers.append(answer)
+        return answers
 
     def _read(self, wait: float) -> list[bytes]:
         worker = self._worker

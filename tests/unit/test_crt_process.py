@@ -85,6 +85,24 @@ def test_calls_in_flight_fail_as_dropped_connections_when_the_process_dies(
     crt.close()
 
 
+def test_results_waits_out_its_timeout_for_the_first_answer(fake: FakeEventBridge) -> None:
+    """Longer than the transport's own last-resort check (0.5 s), and not ended early by a
+    read that brings nothing whole."""
+    fake.set_faults(Faults(latency_ms=1500))
+    crt = transport(fake.url)
+    try:
+        crt.send("a", BODY)
+        started = time.monotonic()
+        (result,) = crt.results(timeout=30)
+        assert time.monotonic() - started < 30
+        _, answer, _ = result
+        assert isinstance(answer, dict) and answer.get("FailedEntryCount") == 0
+        crt.send("b", BODY)
+        assert crt.results(timeout=0.3) == []  # and no longer than it
+    finally:
+        crt.close()
+
+
 def test_the_process_exits_when_the_bridge_is_killed(fake: FakeEventBridge) -> None:
     script = textwrap.dedent(
         f"""
