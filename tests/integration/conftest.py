@@ -50,11 +50,14 @@ def start_bridge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sta
         return process
 
     yield start
+    report = getattr(request.node, "rep_call", None)
+    failed = report is not None and report.failed
     for process in started:
         if process.running:
+            if failed:
+                print(f"--- {process.log_path.name}: running at the failure\n{process.snapshot()}")
             process.kill()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
+    if failed:
         for process in started:
             print(f"--- {process.log_path.name}\n{process.log()[-6000:]}")
 

@@ -184,6 +184,30 @@ class BridgeProcess:
                 values[name] = float(value)
         return values
 
+    def snapshot(self) -> str:
+        """What a bridge still running when its test failed was doing: its health, its gauges
+        and the stacks of its threads (py-spy, a development dependency)."""
+        assert self.process is not None
+        status, health = self.get("/healthz")
+        gauges = "\n".join(
+            f"{name} {value:g}"
+            for name, value in sorted(self.metrics().items())
+            if not name.partition("{")[0].endswith(("_bucket", "_created", "_sum", "_count"))
+        )
+        spy = Path(sys.executable).with_name("py-spy")
+        try:
+            dump = subprocess.run(
+                [str(spy), "dump", "--pid", str(self.process.pid)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            stacks = dump.stdout + dump.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            stacks = f"py-spy dump failed: {exc!r}"
+        return f"/healthz {status}: {health}\n{gauges}\n{stacks}"
+
     def metric(self, name: str) -> float:
         return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
 
