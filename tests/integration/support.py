@@ -6,6 +6,7 @@ handling and the HTTP endpoints are exercised exactly as Kubernetes would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,12 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from kafka_eventbridge.settings import property_variable
 from kafka_eventbridge_testing import free_port
-from kafka_eventbridge_testing.brokers import BrokerUnavailableError, KafkaBroker
+from kafka_eventbridge_testing.brokers import (
+    SESSION_TIMEOUT_MS,
+    BrokerUnavailableError,
+    KafkaBroker,
+)
+from kafka_eventbridge_testing.procfs import children
 
 PARTNER_SOURCE = "aws.partner/example.com/orders"
 
@@ -231,6 +237,21 @@ class BridgeProcess:
         self.process.kill()
         self.process.wait(10)
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The bridge and its child processes stopped (SIGSTOP) inside the block, the way a
+        stalled node stops them: no heartbeat, no fetch, no answer read. SIGCONT after it."""
+        assert self.process is not None
+        pids = [self.process.pid, *children(self.process.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def wait(self, timeout: float = 60) -> int:
         assert self.process is not None
         return self.process.wait(timeout)
@@ -256,7 +277,7 @@ def bridge_env(
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "BRIDGE_KAFKA_TOPICS": topic,
         "BRIDGE_KAFKA_GROUP_ID": group,
-        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "BRIDGE_MAP_SOURCE": f"'{PARTNER_SOURCE}'",
         "BRIDGE_MAP_DETAIL_TYPE": "value.type || topic",
