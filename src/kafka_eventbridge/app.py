@@ -500,9 +500,11 @@ class Bridge:
 
     def _accepted(self, accepted: list[Pending]) -> None:
         """Resolve accepted entries: the hot path of every call, so the per-entry work is
-        only the offset and the latency; counts and the guard are fed once per call."""
-        wall_ms = time.time() * 1000
-        observe = self.metrics.end_to_end_latency.observe
+        only the offset and the latency; the histogram, the counts and the guard are fed
+        once per call."""
+        wall_s = time.time()
+        latencies: list[float] = []
+        latency = latencies.append
         resolve = self.tracker.resolve
         resolved = 0
         topic = accepted[0].record.topic
@@ -510,10 +512,12 @@ class Bridge:
         for item in accepted:
             record = item.record
             if record.timestamp is not None:
-                observe(max(wall_ms - record.timestamp, 0.0) / 1000)
+                waited = wall_s - record.timestamp / 1000
+                latency(waited if waited > 0.0 else 0.0)  # a producer's clock ahead of ours
             if resolve((record.topic, record.partition), record.offset, item.epoch):
                 resolved += 1
             same_topic = same_topic and record.topic == topic
+        self.metrics.end_to_end_latency.observe_all(latencies)
         if same_topic:
             self._count(self.metrics.entries_published, topic, len(accepted))
         else:

@@ -361,3 +361,22 @@ def test_the_loop_never_hands_its_parts_a_time_before_one_it_gave_them() -> None
     turns_until(sim, lambda: sim.clock.now > 10.0, limit=20_000)
     assert len(seen) > 100
     assert all(a <= b for a, b in itertools.pairwise(seen)), "time ran backwards"
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["behind", "producer-clock-ahead"])
+def test_each_accepted_entry_is_observed_once_in_the_latency_histogram(
+    ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The simulated records carry CreateTimes from 1_767_225_600_000 ms on (SimMessage).
+    wall = 1_767_225_600 + (-60.0 if ahead else 2.0)
+    monkeypatch.setattr("kafka_eventbridge.app.time.time", lambda: wall)
+    sim = directed([NORMAL] * 30)
+    turns_until(sim, lambda: len(sim.truth.accepted[TP]) == 30)
+    latency = sim.bridge.metrics.end_to_end_latency
+    buckets = latency._counts  # [≤ first bound, …, above the last]
+    assert sum(buckets) == 30
+    if ahead:  # a producer's clock ahead of ours counts as no wait, never as negative
+        assert buckets[0] == 30
+        assert latency._sum == 0.0
+    else:  # record N was created N ms after the first
+        assert latency._sum == pytest.approx(sum(2.0 - n / 1000 for n in range(30)))

@@ -150,11 +150,16 @@ def test_per_topic_counters_start_at_zero_once_the_topic_is_assigned() -> None:
         assert values[f'kafka_eventbridge_{name}_total{{topic="orders"}}'] == 0
 
 
-def test_loop_histogram_exports_cumulative_buckets_count_and_sum() -> None:
+@pytest.mark.parametrize("at_once", [False, True], ids=["observe", "observe_all"])
+def test_loop_histogram_exports_cumulative_buckets_count_and_sum(at_once: bool) -> None:
     registry = CollectorRegistry()
     histogram = LoopHistogram("demo_seconds", "A demo.", (0.1, 1, 2_000_000), registry)
-    for value in (0.05, 0.1, 0.5, 3, 5_000_000):
-        histogram.observe(value)
+    values = (0.05, 0.1, 0.5, 3, 5_000_000)
+    if at_once:
+        histogram.observe_all(values)
+    else:
+        for value in values:
+            histogram.observe(value)
 
     def sample(suffix: str, **labels: str) -> float | None:
         return registry.get_sample_value(f"demo_seconds{suffix}", labels)
