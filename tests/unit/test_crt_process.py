@@ -14,13 +14,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import orjson
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 
 from kafka_eventbridge.crt import CrtTransport
-from kafka_eventbridge.crt_process import FrameReader, frame, no_delay
-from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
+from kafka_eventbridge.crt_process import (
+    ANSWER,
+    CALL,
+    NAGLE_BODY_BYTES,
+    FrameReader,
+    Wire,
+    frame,
+    no_delay,
+)
+from kafka_eventbridge_testing.fake_eventbridge import (
+    DEFAULT_CREDENTIALS,
+    FakeEventBridge,
+    FakeEventBridgeProcess,
+    Faults,
+)
 
 BODY = b'{"Entries":[{"Source":"aws.partner/example.com/orders","DetailType":"t","Detail":"{}"}]}'
 
@@ -174,6 +188,80 @@ def test_no_delay_turns_nagle_off_on_tcp_sockets_once() -> None:
             assert no_delay(tuned) == tuned  # tuned once: not looked at again
             assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
         assert link not in no_delay(tuned)  # closed sockets are forgotten
+
+
+def _nagle_off(port: int) -> list[bool]:
+    """For each of this process's TCP sockets connected to ``port``: is TCP_NODELAY set?"""
+    states = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM or sock.getpeername()[1] != port:
+                    continue
+            except OSError:
+                continue
+            states.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+    return states
+
+
+def test_only_a_call_that_may_leave_in_two_writes_has_nagle_turned_off() -> None:
+    """Finding a connection's socket takes a pass over every descriptor, and each new
+    connection made one: 256 connections cost ~60 ms of awscrt's event-loop thread. A pool of
+    small calls (one write each, never held by Nagle) now makes none; the first large call on
+    a connection opened since the last pass makes one. The stand-in runs in a process of its
+    own, so the only sockets to its port here are the Wire's."""
+    with FakeEventBridgeProcess() as stand_in:
+        port = int(stand_in.url.rsplit(":", 1)[1])
+        settings = {
+            "host": "127.0.0.1",
+            "port": port,
+            "tls": False,
+            "path": "/",
+            "headers": [
+                ("Host", f"127.0.0.1:{port}"),
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amz-Target", "AWSEvents.PutPartnerEvents"),
+            ],
+            "region": "us-east-1",
+            "sigv4a": False,
+            "connect_timeout": 5,
+            "read_timeout": 10,
+            "pool_size": 4,
+            "proxy": None,
+        }
+        read_end, write_end = os.pipe()
+        answers = FrameReader(read_end)
+        wire = Wire(settings, write_end)
+        ((key, secret),) = DEFAULT_CREDENTIALS.items()
+        wire.handle(b"C" + orjson.dumps([key, secret, ""]))
+
+        def call(call_id: int, body: bytes) -> int:
+            wire.handle(b"S" + CALL.pack(call_id, 0.0) + body)
+            got: list[bytes] = []
+            deadline = time.monotonic() + 15
+            while not got and time.monotonic() < deadline:
+                got = answers.read(0.2)
+            (answer,) = got
+            answered, status = ANSWER.unpack_from(answer)[:2]
+            assert answered == call_id
+            return int(status)
+
+        large = BODY[:-2] + b"]" + b" " * (NAGLE_BODY_BYTES + 1) + b"}"  # JSON whitespace
+        try:
+            assert call(1, BODY) == 200
+            assert _nagle_off(port) == [False]
+            assert call(2, BODY) == 200  # the same idle connection, still left alone
+            assert _nagle_off(port) == [False]
+            assert call(3, large) == 200
+            assert _nagle_off(port) == [True]
+        finally:
+            wire.close()
+            answers.close()
+            os.close(write_end)
 
 
 def test_a_large_call_does_not_wait_for_the_delayed_ack(fake: FakeEventBridge) -> None:
