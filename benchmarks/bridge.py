@@ -20,10 +20,13 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.workload import DLQ_TOPIC, PARTNER_SOURCE, committed_total, unique
 from kafka_eventbridge_testing.brokers import KafkaBroker
@@ -330,6 +333,24 @@ def wait_for_entries(
     raise BridgeRunError(f"timed out at {last_count}/{target}")
 
 
+def publish_calls(port: str) -> tuple[int, float]:
+    """Publish calls the bridge has ended and the seconds they took, all outcomes, from its own
+    ``publish_duration_seconds`` histogram (each call from the loop handing it over to its
+    answer arriving: the round trip, plus the HTTP process's hand-offs)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    calls, seconds = 0, 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "kafka_eventbridge_publish_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                calls += int(sample.value)
+            elif sample.name.endswith("_sum"):
+                seconds += sample.value
+    return calls, seconds
+
+
 def wait_committed(broker: KafkaBroker, group: str, topic: str, target: int) -> bool:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -363,6 +384,7 @@ def run_bridge(
         )
         committed = wait_committed(broker, bridge.group, topic, records)
         peak = tree_peak_rss(bridge.pid)
+        calls, call_seconds = publish_calls(env["BRIDGE_HTTP_PORT"])
     finally:
         code = bridge.stop()
         stats.close()
@@ -381,5 +403,7 @@ def run_bridge(
             },
             "machine_busy": round(window.peers_cpu_seconds.get("machine_busy", 0.0), 3),
             "thread_cpu_seconds": {k: round(v, 2) for k, v in window.thread_cpu_seconds.items()},
+            "calls": calls,
+            "mean_call_ms": round(call_seconds / calls * 1000, 2) if calls else None,
         },
     )

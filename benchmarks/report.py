@@ -16,10 +16,11 @@ class Goal:
     target: float
     unit: str
     higher_is_better: bool = True
+    info: bool = False  # shown for comparison, no verdict
 
     @property
     def met(self) -> bool | None:
-        if self.measured is None:
+        if self.measured is None or self.info:
             return None
         if self.higher_is_better:
             return self.measured >= self.target
@@ -32,6 +33,7 @@ class Goal:
             "target": self.target,
             "unit": self.unit,
             "met": self.met,
+            **({"info": True} if self.info else {}),
         }
 
 
@@ -83,8 +85,11 @@ def scenario_lines(results: dict[str, Any]) -> list[str]:
 def goal_lines(goals: list[Goal]) -> list[str]:
     lines = []
     for goal in goals:
-        sign = ">=" if goal.higher_is_better else "<="
         measured = "-" if goal.measured is None else f"{goal.measured:,.2f}"
+        if goal.info:
+            lines.append(f"  {goal.name:<66} {measured:>10} {goal.unit}")
+            continue
+        sign = ">=" if goal.higher_is_better else "<="
         verdict = {True: "met", False: "NOT met", None: "not measured"}[goal.met]
         lines.append(
             f"  {goal.name:<66} {measured:>10} {sign} {goal.target:,.2f} {goal.unit:<9} {verdict}"
