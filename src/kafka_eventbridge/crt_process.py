@@ -302,7 +302,7 @@ class Wire:
     def _tune(self, opened: int) -> None:
         """Nagle's algorithm off on the socket of the ``opened``-th connection, and on every
         other socket not yet tuned, in one pass over this process's descriptors (a pass costs
-        ~1.5 us a descriptor: made for each new connection, 256 of them cost ~60 ms of the
+        ~1.5 us a descriptor: made for each new connection, 256 of them cost ~55 ms of the
         event-loop thread as they opened). Only calls whose request may leave in more than
         one write ask for it: a pool of connections carrying small calls never needs one."""
         with self._tune_lock:

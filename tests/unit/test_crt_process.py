@@ -3,6 +3,7 @@ option it sets on its connections, and the frames of its pipes."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -208,12 +209,14 @@ def _nagle_off(port: int) -> list[bool]:
     return states
 
 
-def test_only_a_call_that_may_leave_in_two_writes_has_nagle_turned_off() -> None:
-    """Finding a connection's socket takes a pass over every descriptor, and each new
-    connection made one: 256 connections cost ~60 ms of awscrt's event-loop thread. A pool of
-    small calls (one write each, never held by Nagle) now makes none; the first large call on
-    a connection opened since the last pass makes one. The stand-in runs in a process of its
-    own, so the only sockets to its port here are the Wire's."""
+Call = Callable[[bytes], tuple[int, float]]
+
+
+@pytest.fixture
+def wire() -> Iterator[tuple[Call, int]]:
+    """The HTTP process's Wire, here in the test's process, and a way to make one call with it
+    (its HTTP status and seconds). The stand-in runs in a process of its own, so the only
+    sockets to its port here are the Wire's."""
     with FakeEventBridgeProcess() as stand_in:
         port = int(stand_in.url.rsplit(":", 1)[1])
         settings = {
@@ -238,30 +241,63 @@ def test_only_a_call_that_may_leave_in_two_writes_has_nagle_turned_off() -> None
         wire = Wire(settings, write_end)
         ((key, secret),) = DEFAULT_CREDENTIALS.items()
         wire.handle(b"C" + orjson.dumps([key, secret, ""]))
+        ids = itertools.count(1)
 
-        def call(call_id: int, body: bytes) -> int:
+        def call(body: bytes) -> tuple[int, float]:
+            call_id, started = next(ids), time.perf_counter()
             wire.handle(b"S" + CALL.pack(call_id, 0.0) + body)
             got: list[bytes] = []
             deadline = time.monotonic() + 15
             while not got and time.monotonic() < deadline:
                 got = answers.read(0.2)
+            took = time.perf_counter() - started
             (answer,) = got
             answered, status = ANSWER.unpack_from(answer)[:2]
             assert answered == call_id
-            return int(status)
+            return int(status), took
 
-        large = BODY[:-2] + b"]" + b" " * (NAGLE_BODY_BYTES + 1) + b"}"  # JSON whitespace
         try:
-            assert call(1, BODY) == 200
-            assert _nagle_off(port) == [False]
-            assert call(2, BODY) == 200  # the same idle connection, still left alone
-            assert _nagle_off(port) == [False]
-            assert call(3, large) == 200
-            assert _nagle_off(port) == [True]
+            yield call, port
         finally:
             wire.close()
             answers.close()
             os.close(write_end)
+
+
+def _padded(size: int) -> bytes:
+    """A valid call body of ``size`` bytes (JSON whitespace)."""
+    return BODY[:-2] + b"]" + b" " * (size - len(BODY)) + b"}"
+
+
+def test_only_a_call_that_may_leave_in_two_writes_has_nagle_turned_off(
+    wire: tuple[Call, int],
+) -> None:
+    """Finding a connection's socket takes a pass over every descriptor, and each new
+    connection made one: 256 connections cost ~55 ms of awscrt's event-loop thread. A pool of
+    small calls (one write each, never held by Nagle) now makes none; the first large call on
+    a connection opened since the last pass makes one."""
+    call, port = wire
+    assert call(BODY)[0] == 200
+    assert _nagle_off(port) == [False]
+    assert call(BODY)[0] == 200  # the same idle connection, still left alone
+    assert _nagle_off(port) == [False]
+    assert call(_padded(NAGLE_BODY_BYTES + 1))[0] == 200
+    assert _nagle_off(port) == [True]
+
+
+def test_a_call_at_the_threshold_is_not_held_by_nagle(wire: tuple[Call, int]) -> None:
+    """The threshold's premise: a body of NAGLE_BODY_BYTES leaves in one write, so with Nagle
+    on it does not wait for the server's delayed ACK (at least 40 ms on Linux,
+    TCP_DELACK_MIN). With a body over ~16 KB, as in the test below, each call took 44 ms."""
+    call, port = wire
+    assert call(BODY)[0] == 200  # the connection opened, left alone
+    took = []
+    for _ in range(5):
+        status, seconds = call(_padded(NAGLE_BODY_BYTES))
+        assert status == 200
+        took.append(seconds)
+    assert _nagle_off(port) == [False]
+    assert sorted(took)[2] < 0.040, took  # the median call: no delayed-ACK stall
 
 
 def test_a_large_call_does_not_wait_for_the_delayed_ack(fake: FakeEventBridge) -> None:
