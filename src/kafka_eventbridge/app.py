@@ -220,6 +220,7 @@ class Bridge:
         self.fatal: FatalError | None = None
         self.backpressure = False  # at the buffer bound, until a batch fits (half, once paused)
         self._hold_until: float | None = None  # at the bound: not consuming before this
+        self._polled_at = self.clock.monotonic()  # when consume last returned
         self.paused: set[PartitionId] = set()  # the partitions it paused
         self._seeking: set[PartitionId] = set()  # rewound in this turn: drop what was fetched
         self._invalid_since: float | None = None
@@ -279,12 +280,12 @@ class Bridge:
             # waited out one batch's mapping before the next started.
             self.pump(self.publisher.completions(wait), self.clock.monotonic())
             completions = []
-            messages = self.consumer.consume(batch, 0)
+            messages = self._consume(batch, 0)
         elif self.publisher.in_flight:
-            messages = self.consumer.consume(batch, 0)
+            messages = self._consume(batch, 0)
             completions = self.publisher.completions(0 if messages else wait)
         else:
-            messages = self.consumer.consume(batch, wait)
+            messages = self._consume(batch, wait)
             completions = self.publisher.completions()
         self._raise_fatal()  # found by a rebalance or commit callback inside consume
         now = self.clock.monotonic()
@@ -305,6 +306,12 @@ class Bridge:
         if now - self._last_commit >= self.settings.pipeline.commit_interval_ms / 1000:
             self.commit(wait=False)
         self.observe(now)
+
+    def _consume(self, count: int, timeout: float) -> Sequence[Message]:
+        """Poll the consumer (records, and the callbacks), noting when it returned."""
+        messages = self.consumer.consume(count, timeout)
+        self._polled_at = self.clock.monotonic()
+        return messages
 
     def _refill(self) -> float:
         """Between a turn's records: a call that ended while they were being mapped gets its
@@ -683,7 +690,9 @@ class Bridge:
             records >= pipeline.max_buffered_records or size >= pipeline.max_buffered_bytes
         ):
             self.backpressure = True
-            self._hold_until = now + BACKPRESSURE_HOLD
+            # From the poll, not from now: mapping the turn's records took time, and the
+            # callbacks that wait for the next poll have waited since then.
+            self._hold_until = self._polled_at + BACKPRESSURE_HOLD
         if self._hold_until is not None and now >= self._hold_until:
             self._hold_until = None
         if self.backpressure and self._hold_until is None:

@@ -210,6 +210,24 @@ def test_a_bound_that_holds_longer_pauses_the_partitions_and_keeps_polling() -> 
     assert sim.clock.now - held_at < BACKPRESSURE_HOLD + 5 + 1  # + the revoke drain
 
 
+def test_the_hold_counts_from_the_poll_not_from_the_end_of_a_slow_turn() -> None:
+    # Mapping the turn that reaches the bound takes up to 0.5 s (500 records at 1 ms): a
+    # hold counted from the end of that turn kept rebalance and commit callbacks waiting
+    # longer than BACKPRESSURE_HOLD and a turn's wait for the next poll.
+    sim = directed(
+        [NORMAL] * 3000,
+        BRIDGE_MAX_BUFFERED_RECORDS="1000",
+        BRIDGE_CONSUME_BATCH_SIZE="500",
+        BRIDGE_MAX_IN_FLIGHT_REQUESTS="1",
+    )
+    sim.faults = Faults(latency=(5.0, 5.0))
+    sim.record_cost = 0.001
+    consumer = sim.consumer
+    assert consumer is not None
+    turns_until(sim, lambda: consumer.paused == {TP})  # each turn checks the polling gap
+    assert sim.bridge.backpressure
+
+
 def test_a_revoked_partitions_permanent_failure_is_not_dead_lettered() -> None:
     sim = directed([POISON] + [NORMAL] * 3, BRIDGE_REVOKE_TIMEOUT_SECONDS="0")
     sim.faults = Faults(latency=(1.0, 1.0))
