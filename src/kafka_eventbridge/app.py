@@ -325,9 +325,20 @@ class Bridge:
         return now
 
     def shutdown(self) -> None:
-        """Drain what is buffered, within the shutdown timeout, and commit."""
+        """Drain what is buffered, within the shutdown timeout, and commit.
+
+        The partitions are paused and the consumer is polled while the drain runs (at least
+        once), so a rebalance that started meanwhile, another replica leaving in a rolling
+        restart, is served here: its revoked partitions drained and committed, its new ones
+        joining paused. Left to the close, an assignment that came in while leaving made
+        librdkafka's close hang, holding the interpreter, or abort on an assertion.
+        """
         timeout = self.settings.pipeline.shutdown_timeout_seconds
-        self.drain(self.tracker.partitions, timeout, reason="shutdown")
+        held = self.consumer.assignment - self.paused
+        self.consumer.pause(held)
+        self.paused |= held
+        self._poll_paused()
+        self.drain(self.tracker.partitions, timeout, reason="shutdown", poll=True)
         self.commit(wait=True)
         log.info("stopped", extra={"unresolved": self.tracker.unresolved()})
 
@@ -707,8 +718,9 @@ class Bridge:
         self.metrics.topics_assigned({topic for topic, _ in partitions})
         self.metrics.rebalances.labels(event="assigned").inc()
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
-        if self.backpressure and partitions:
-            # Join paused: fetching them now would take the buffer past its bound.
+        if partitions and (self.backpressure or self.phase is not Phase.RUNNING):
+            # Join paused: fetching them now would take the buffer past its bound, or give
+            # a stopping bridge records it has no time for.
             self.consumer.pause(partitions)
             self.paused.update(partitions)
 
@@ -749,10 +761,20 @@ class Bridge:
                 del self._counters[key]
             self.metrics.forget_topic(topic)
 
-    def drain(self, partitions: list[PartitionId], timeout: float, reason: str = "revoke") -> None:
-        """Publish and settle what these partitions hold, for at most ``timeout`` seconds."""
+    def drain(
+        self,
+        partitions: list[PartitionId],
+        timeout: float,
+        reason: str = "revoke",
+        *,
+        poll: bool = False,
+    ) -> None:
+        """Publish and settle what these partitions hold, for at most ``timeout`` seconds;
+        with ``poll`` (not from inside a callback), polling the paused consumer meanwhile."""
         deadline = self.clock.monotonic() + timeout
         while self.tracker.unresolved(partitions):
+            if poll:
+                self._poll_paused()
             now = self.clock.monotonic()
             if now >= deadline:
                 break
@@ -773,6 +795,16 @@ class Bridge:
                 "drain timed out; unresolved records will be redelivered",
                 extra={"unresolved": left},
             )
+
+    def _poll_paused(self) -> None:
+        """Serve the consumer's callbacks while every partition is paused. A record that
+        still comes (fetched before its partition was paused) is taken as any other: it is
+        tracked, so the drain settles it or leaves it uncommitted."""
+        messages = self._consume(self.settings.pipeline.consume_batch_size, 0)
+        now = self._polled_at
+        for message in messages:
+            self.submit(message, now)
+        self._raise_fatal()
 
     # -- observation and shutdown -------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 
 import orjson
@@ -11,6 +12,7 @@ from kafka_eventbridge_testing.fake_eventbridge import FakeEventBridge, Faults
 from tests.integration.conftest import Scenario
 from tests.integration.support import (
     BridgeProcess,
+    end_offsets,
     headers_of,
     ids_of,
     json_values,
@@ -177,7 +179,55 @@ def test_two_bridges_in_one_group_split_the_partitions(
     assert two.metric("kafka_eventbridge_entries_published_total") > 0
     assert one.terminate() == 0
     assert two.terminate() == 0
-    assert scenario.total_committed(name, 4) == 2_000
+    ends = end_offsets(scenario.broker, name, 4)
+    assert sum(ends.values()) == 2_000
+    assert scenario.committed(name, 4) == ends  # per partition, to name the one behind
+
+
+def test_a_rebalance_during_the_shutdown_drain_is_served_before_leaving(
+    scenario: Scenario,
+) -> None:
+    # A rolling restart: one replica leaves while the other still drains its calls. The
+    # rebalance that follows is served by that drain (its new partitions join paused), not
+    # left to librdkafka's close, where the revoke's commit was refused (UNKNOWN_MEMBER_ID)
+    # and the close could hang holding the interpreter, or abort.
+    name = scenario.topic(partitions=4)
+    with FakeEventBridge() as slow:
+        latency_s = 8.0
+        slow.set_faults(Faults(latency_ms=latency_s * 1000))
+        quick = scenario.bridge(name)
+        draining = scenario.bridge(name, endpoint=slow.url)
+        quick.wait_ready()
+        draining.wait_ready()
+
+        def split() -> bool:
+            counts = (
+                quick.metric("kafka_eventbridge_assigned_partitions"),
+                draining.metric("kafka_eventbridge_assigned_partitions"),
+            )
+            return counts == (2.0, 2.0)
+
+        wait_until(split, scenario.broker.capabilities.group_settle_s * 2, "two partitions each")
+        total = produce(scenario.broker, name, json_values("r", 400))
+        wait_until(lambda: len(set(delivered_ids(scenario.fake))) >= total // 4, 30, "quick's")
+        wait_until(
+            lambda: draining.metric("kafka_eventbridge_in_flight_requests") > 0,
+            30,
+            "a slow call in flight",
+        )
+        assert draining.process is not None
+        draining.process.send_signal(signal.SIGTERM)
+        assert quick.terminate() == 0  # it leaves the group while the other drains
+        assert draining.wait(latency_s * 4) == 0
+
+    events = [line["message"] for line in draining.log_lines()]
+    stopped = events.index("stopped")
+    assert "partitions assigned" in events[events.index("signal received, draining") : stopped]
+    warnings = [line for line in draining.log_lines() if line["level"] == "warning"]
+    assert warnings == []
+    delivered = set(delivered_ids(scenario.fake)) | set(delivered_ids(slow))
+    assert delivered == {f"r-{i}" for i in range(total)}
+    assert scenario.total_committed(name, 4) == total
 
 
 def test_health_readiness_and_metrics_endpoints(

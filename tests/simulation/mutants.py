@@ -113,6 +113,22 @@ def stale_turn_time() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def shutdown_without_poll() -> Iterator[None]:
+    """Drain at shutdown without polling the consumer: a rebalance that started before the
+    signal is left for librdkafka's close."""
+    real_drain = app.Bridge.drain
+
+    def drain(self: app.Bridge, *args: Any, poll: bool = False, **kwargs: Any) -> None:
+        real_drain(self, *args, **kwargs)
+
+    with (
+        mock.patch.object(app.Bridge, "_poll_paused", lambda self: None),
+        mock.patch.object(app.Bridge, "drain", drain),
+    ):
+        yield
+
+
 MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "commit-highest": commit_highest,
     "skip-epoch-check": skip_epoch_check,
@@ -121,4 +137,5 @@ MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "retry-outside-lane": retry_outside_lane,
     "hold-without-end": hold_without_end,
     "stale-turn-time": stale_turn_time,
+    "shutdown-without-poll": shutdown_without_poll,
 }

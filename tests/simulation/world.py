@@ -25,6 +25,8 @@ After every loop turn it checks the invariants (:class:`Violation` names the bro
   consume batch), in-flight calls within ``BRIDGE_MAX_IN_FLIGHT_REQUESTS``;
 * *polling*: the consumer is polled at least every ``BACKPRESSURE_HOLD`` plus one turn's
   wait, so rebalance and commit callbacks are served and the member stays in the group;
+* *leaving*: a graceful shutdown serves the rebalances that started before it (the close
+  is left none: librdkafka's close hung or aborted on an assignment that came in there);
 * *fencing*: nothing of a revoked or rewound assignment is sent or dead-lettered again;
 * *ordering* (``BRIDGE_ORDERING=partition``): one call in flight per partition, and within
   an assignment the entries, each counted at its last acceptance, are in offset order;
@@ -818,6 +820,9 @@ class Simulation:
                 bridge.shutdown()
             except FatalError as exc:
                 fatal = exc
+            if fatal is None and self.consumer is not None and self.consumer.events:
+                event, tps = self.consumer.events[0]
+                self.violation(f"the shutdown left a rebalance to the close: {event} {tps}")
         if fatal is not None:
             bridge.fail(fatal)
         bridge.close()
@@ -848,9 +853,25 @@ class Simulation:
         elif event == "crash":
             self._crash()
         elif event == "restart":
+            if rng.random() < 0.5:
+                # A rolling restart: another replica has just left, and this one's share
+                # of the group changes as its own signal comes.
+                self._rebalance_now(rng, consumer)
             self._restart(None)
         else:
             self._produce()
+
+    def _rebalance_now(self, rng: random.Random, consumer: SimConsumer) -> None:
+        if self.elsewhere:
+            for tp in self.elsewhere:
+                self.elsewhere[tp] = self.clock.now
+            self._come_back()
+        elif consumer.assignment:
+            held = sorted(consumer.assignment)
+            tps = rng.sample(held, rng.randint(1, len(held)))
+            consumer.events.append(("revoke", tps))
+            for tp in tps:
+                self.elsewhere[tp] = self.clock.now + rng.uniform(0.0, 2.0)
 
     def _produce(self) -> None:
         rng = self.rng
