@@ -156,12 +156,8 @@ def test_sigterm_drains_commits_and_a_restart_resumes_without_loss(
     assert duplicates == 0  # a drained stop leaves nothing to redeliver
 
 
-def test_two_bridges_in_one_group_split_the_partitions(
-    scenario: Scenario,
-) -> None:
-    name = scenario.topic(partitions=4)
-    one = scenario.bridge(name)
-    two = scenario.bridge(name)
+def wait_split(scenario: Scenario, one: BridgeProcess, two: BridgeProcess) -> None:
+    """Both bridges ready, and the group's four partitions split two and two."""
     one.wait_ready()
     two.wait_ready()
 
@@ -173,6 +169,15 @@ def test_two_bridges_in_one_group_split_the_partitions(
         return counts == (2.0, 2.0)
 
     wait_until(split, scenario.broker.capabilities.group_settle_s * 2, "two partitions each")
+
+
+def test_two_bridges_in_one_group_split_the_partitions(
+    scenario: Scenario,
+) -> None:
+    name = scenario.topic(partitions=4)
+    one = scenario.bridge(name)
+    two = scenario.bridge(name)
+    wait_split(scenario, one, two)
     produce(scenario.broker, name, json_values("p", 2_000))
     wait_until(lambda: len(set(delivered_ids(scenario.fake))) >= 2_000, 60, "all delivered")
     assert one.metric("kafka_eventbridge_entries_published_total") > 0
@@ -197,17 +202,7 @@ def test_a_rebalance_during_the_shutdown_drain_is_served_before_leaving(
         slow.set_faults(Faults(latency_ms=latency_s * 1000))
         quick = scenario.bridge(name)
         draining = scenario.bridge(name, endpoint=slow.url)
-        quick.wait_ready()
-        draining.wait_ready()
-
-        def split() -> bool:
-            counts = (
-                quick.metric("kafka_eventbridge_assigned_partitions"),
-                draining.metric("kafka_eventbridge_assigned_partitions"),
-            )
-            return counts == (2.0, 2.0)
-
-        wait_until(split, scenario.broker.capabilities.group_settle_s * 2, "two partitions each")
+        wait_split(scenario, quick, draining)
         total = produce(scenario.broker, name, json_values("r", 400))
         wait_until(lambda: len(set(delivered_ids(scenario.fake))) >= total // 4, 30, "quick's")
         wait_until(
