@@ -334,9 +334,7 @@ class Bridge:
         librdkafka's close hang, holding the interpreter, or abort on an assertion.
         """
         timeout = self.settings.pipeline.shutdown_timeout_seconds
-        held = self.consumer.assignment - self.paused
-        self.consumer.pause(held)
-        self.paused |= held
+        self._pause_all()
         self._poll_paused()
         self.drain(self.tracker.partitions, timeout, reason="shutdown", poll=True)
         self.commit(wait=True)
@@ -707,10 +705,14 @@ class Bridge:
         if self._hold_until is not None and now >= self._hold_until:
             self._hold_until = None
         if self.backpressure and self._hold_until is None:
-            new = self.consumer.assignment - self.paused
-            if new:
-                self.consumer.pause(new)
-                self.paused |= new
+            self._pause_all()
+
+    def _pause_all(self) -> None:
+        """Pause every assigned partition that is not paused yet."""
+        new = self.consumer.assignment - self.paused
+        if new:
+            self.consumer.pause(new)
+            self.paused |= new
 
     def partitions_assigned(self, partitions: list[PartitionId]) -> None:
         self.tracker.assign(partitions)
@@ -770,11 +772,10 @@ class Bridge:
         poll: bool = False,
     ) -> None:
         """Publish and settle what these partitions hold, for at most ``timeout`` seconds;
-        with ``poll`` (not from inside a callback), polling the paused consumer meanwhile."""
+        with ``poll`` (not from inside a callback), polling the paused consumer after each
+        wait (the caller polls before it, so a drain with nothing to wait for polls too)."""
         deadline = self.clock.monotonic() + timeout
         while self.tracker.unresolved(partitions):
-            if poll:
-                self._poll_paused()
             now = self.clock.monotonic()
             if now >= deadline:
                 break
@@ -788,6 +789,8 @@ class Bridge:
                 completions = []
             self.pump(completions, self.clock.monotonic(), force=True)
             self.health.beat()
+            if poll:
+                self._poll_paused()
         left = self.tracker.unresolved(partitions)
         if left:
             self.metrics.records_abandoned.labels(reason=reason).inc(left)
