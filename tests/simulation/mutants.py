@@ -117,15 +117,7 @@ def stale_turn_time() -> Iterator[None]:
 def shutdown_without_poll() -> Iterator[None]:
     """Drain at shutdown without polling the consumer: a rebalance that started before the
     signal is left for librdkafka's close."""
-    real_drain = app.Bridge.drain
-
-    def drain(self: app.Bridge, *args: Any, poll: bool = False, **kwargs: Any) -> None:
-        real_drain(self, *args, **kwargs)
-
-    with (
-        mock.patch.object(app.Bridge, "_poll_paused", lambda self: None),
-        mock.patch.object(app.Bridge, "drain", drain),
-    ):
+    with mock.patch.object(app.Bridge, "_poll_paused", lambda self: None):
         yield
 
 

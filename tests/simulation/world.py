@@ -842,12 +842,7 @@ class Simulation:
         if event == "faults":
             self.faults = random_faults(rng)
         elif event in ("revoke", "lost"):
-            held = sorted(consumer.assignment)
-            if held:
-                tps = rng.sample(held, rng.randint(1, len(held)))
-                consumer.events.append((event, tps))
-                for tp in tps:
-                    self.elsewhere[tp] = self.clock.now + rng.uniform(0.0, 2.0)
+            self._take_away(rng, consumer, event)
         elif event == "rewind":
             consumer.rewind(rng)
         elif event == "crash":
@@ -866,10 +861,15 @@ class Simulation:
             for tp in self.elsewhere:
                 self.elsewhere[tp] = self.clock.now
             self._come_back()
-        elif consumer.assignment:
-            held = sorted(consumer.assignment)
+        else:
+            self._take_away(rng, consumer, "revoke")
+
+    def _take_away(self, rng: random.Random, consumer: SimConsumer, event: str) -> None:
+        """Revoke (or lose) some of the held partitions; they come back within 2 s."""
+        held = sorted(consumer.assignment)
+        if held:
             tps = rng.sample(held, rng.randint(1, len(held)))
-            consumer.events.append(("revoke", tps))
+            consumer.events.append((event, tps))
             for tp in tps:
                 self.elsewhere[tp] = self.clock.now + rng.uniform(0.0, 2.0)
 
