@@ -323,7 +323,7 @@ class Bench:
             # below 1, slots stood empty while records waited. Each run against its own calls.
             runs = [r for r in self._runs(f"slow-{n}") if r.get("mean_call_ms")]
             if runs:
-                call_ms = statistics.median(r["mean_call_ms"] for r in runs)
+                call_ms = median_of(runs, "mean_call_ms")
                 kept = statistics.median(
                     r["entries_per_s"] * r["mean_call_ms"] / 1000 / (n * BATCH) for r in runs
                 )

@@ -215,10 +215,11 @@ def test_a_rebalance_during_the_shutdown_drain_is_served_before_leaving(
         assert quick.terminate() == 0  # it leaves the group while the other drains
         assert draining.wait(latency_s * 4) == 0
 
-    events = [line["message"] for line in draining.log_lines()]
+    lines = draining.log_lines()
+    events = [line["message"] for line in lines]
     stopped = events.index("stopped")
     assert "partitions assigned" in events[events.index("signal received, draining") : stopped]
-    warnings = [line for line in draining.log_lines() if line["level"] == "warning"]
+    warnings = [line for line in lines if line["level"] == "warning"]
     assert warnings == []
     delivered = set(delivered_ids(scenario.fake)) | set(delivered_ids(slow))
     assert delivered == {f"r-{i}" for i in range(total)}

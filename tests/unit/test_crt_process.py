@@ -304,8 +304,7 @@ def test_a_large_call_does_not_wait_for_the_delayed_ack(fake: FakeEventBridge) -
     """A body over ~16 KB leaves in two writes; with Nagle's algorithm on, the second waits for
     the server's ACK, which Linux delays by at least 40 ms (TCP_DELACK_MIN). Each call here
     took 44 ms before the HTTP process set TCP_NODELAY, ~1 ms after."""
-    entry = b'{"Source":"aws.partner/example.com/orders","DetailType":"t","Detail":"{}"}'
-    body = b'{"Entries":[' + entry + b"]" + b" " * 40_000 + b"}"  # JSON whitespace
+    body = _padded(len(BODY) + 40_000)
     crt = transport(fake.url)
     took = []
     for _ in range(5):
