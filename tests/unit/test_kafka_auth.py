@@ -229,6 +229,18 @@ def test_both_clients_keep_every_security_property() -> None:
         assert "oauth_cb" not in config
 
 
+def test_the_fetch_defaults_yield_to_the_users_and_stay_off_the_producer() -> None:
+    """A fetch waits for 64 KiB or 10 ms by default; BRIDGE_KAFKA_FETCH_WAIT_MAX_MS=500 (many
+    mostly idle replicas) replaces the wait and keeps the size, and the dead-letter producer,
+    which has no fetches, gets neither."""
+    kafka = KafkaSettings(bootstrap_servers="kafka:9092", topics=["orders"])
+    ours = consumer_config(kafka, {})
+    theirs = consumer_config(kafka, kafka_passthrough({"BRIDGE_KAFKA_FETCH_WAIT_MAX_MS": "500"}))
+    assert (ours["fetch.min.bytes"], ours["fetch.wait.max.ms"]) == ("65536", "10")
+    assert (theirs["fetch.min.bytes"], theirs["fetch.wait.max.ms"]) == ("65536", "500")
+    assert not [name for name in producer_config(theirs) if name.startswith("fetch.")]
+
+
 @pytest.mark.usefixtures("fake_credentials")
 def test_both_clients_share_the_msk_iam_callback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_MSK_IAM", "true")
