@@ -38,8 +38,8 @@ CONSUMER_DEFAULTS = {
     # A fetch is answered once 64 KiB are there or after 10 ms, not as soon as any record is
     # (fetch.min.bytes=1): at most 100 fetches a second per broker. In make bench, at half the
     # maximum rate, the broker's CPU went from 0.49 to 0.35 cores, and the p99 produce->accepted
-    # from 95-273 ms (median 152) to 77-105 ms (docs/performance.md). A record waits at most
-    # 10 ms more.
+    # from 95-273 ms (median 162) to 52-105 ms (median 75; docs/performance.md). A record
+    # waits at most 10 ms more.
     "fetch.min.bytes": "65536",
     "fetch.wait.max.ms": "10",
 }
